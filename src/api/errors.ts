@@ -1,0 +1,76 @@
+/**
+ * Every error the platform reports carries a stable `code`. Producers see the same codes in
+ * `error` and `end` records; HTTP callers see them in the JSON body next to the status code.
+ * `retryable` tells a client whether sending the same thing again later can succeed.
+ */
+export const ErrorCodes = {
+  // bad input: fix the request, retrying it unchanged fails again
+  INVALID_JSON: { status: 400, retryable: false },
+  INVALID_ENVELOPE: { status: 400, retryable: false },
+  INVALID_SEQ: { status: 400, retryable: false },
+  INVALID_STREAM_ID: { status: 400, retryable: false },
+  EVENT_TOO_LARGE: { status: 413, retryable: false },
+  FUNCTION_NOT_FOUND: { status: 404, retryable: false },
+  STREAM_NOT_FOUND: { status: 404, retryable: false },
+  NOT_FOUND: { status: 404, retryable: false },
+  METHOD_NOT_ALLOWED: { status: 405, retryable: false },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
+  UNAUTHORIZED: { status: 401, retryable: false },
+  // the stream's state forbids it
+  STREAM_ENDED: { status: 409, retryable: false },
+  STREAM_INPUT_ENDED: { status: 409, retryable: false },
+  STREAM_BUSY: { status: 409, retryable: false },
+  // limits and capacity: retry later
+  INBOX_FULL: { status: 429, retryable: true },
+  CAPACITY_EXCEEDED: { status: 503, retryable: true },
+  SHUTTING_DOWN: { status: 503, retryable: true },
+  // a stream failed
+  HANDLER_ERROR: { status: 500, retryable: false },
+  HANDLER_STALLED: { status: 500, retryable: false },
+  EPILOGUE_TIMEOUT: { status: 500, retryable: false },
+  INSTANCE_UNRESPONSIVE: { status: 500, retryable: false },
+  INSTANCE_CRASHED: { status: 500, retryable: false },
+  INSTANCE_OUT_OF_MEMORY: { status: 500, retryable: false },
+  OUTPUT_NOT_SERIALIZABLE: { status: 500, retryable: false },
+  // deploying a function
+  FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
+  INVALID_FUNCTION: { status: 500, retryable: false },
+  INVALID_OPTIONS: { status: 400, retryable: false },
+  INTERNAL: { status: 500, retryable: false },
+} as const satisfies Record<string, { status: number; retryable: boolean }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export interface ErrorRecord {
+  code: ErrorCode;
+  message: string;
+}
+
+export class StreamfnError extends Error {
+  override readonly name = "StreamfnError";
+  readonly code: ErrorCode;
+  /** Suggested wait before a retry, for CAPACITY_EXCEEDED and INBOX_FULL. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+
+  get status(): number {
+    return ErrorCodes[this.code].status;
+  }
+
+  get retryable(): boolean {
+    return ErrorCodes[this.code].retryable;
+  }
+
+  toRecord(): ErrorRecord {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ErrorCodes, value);
+}

@@ -1,0 +1,81 @@
+/** Why a stream's input ended. `disconnect` is a producer connection lost without an end. */
+export type EndReason = "end" | "idle" | "max-duration" | "max-events" | "disconnect";
+
+export type SandboxKind = "thread";
+
+/** Per-function settings. Every one can also be set or overridden by server configuration. */
+export interface StreamFunctionOptions {
+  /** The stream's input ends after this long without an event. Default 10 000. */
+  idleTimeoutMs?: number;
+  /** The stream's input ends this long after its first event. Default 300 000. */
+  maxDurationMs?: number;
+  /** The stream's input ends after this many events. Default 100 000. */
+  maxEvents?: number;
+  /** Largest event payload accepted, in bytes. Default 1 MiB. */
+  maxEventBytes?: number;
+  /** Time the handler has, after its input ended, to finish and yield final outputs. Default 5 000. */
+  epilogueMs?: number;
+  /** A handler that does not pull the next waiting event for this long fails its stream. Default 30 000. */
+  stallTimeoutMs?: number;
+  /** Events buffered per stream before the producer is slowed (WebSocket) or refused (429). Default 256. */
+  inboxLimit?: number;
+  /** Stream slots per instance. Default 16. */
+  concurrency?: number;
+  /** Instances kept warm even with no streams. Default 0: scale to zero. */
+  minInstances?: number;
+  /** Upper bound on instances of this function. Default 4. */
+  maxInstances?: number;
+  /** Streams that may wait for a slot when all instances are full. Default 1 000. */
+  maxQueuedStreams?: number;
+  /** An instance with no streams for this long is stopped. Default 30 000. */
+  keepAliveMs?: number;
+  /** V8 heap limit per instance, in MiB. Default 256. */
+  memoryMb?: number;
+  /** An instance whose event loop does not answer for this long is recycled. Default 10 000. */
+  unresponsiveMs?: number;
+  /** Sandbox kind for instances. Default `thread`. */
+  sandbox?: SandboxKind;
+}
+
+export type ResolvedOptions = Required<StreamFunctionOptions>;
+
+export interface EventMeta {
+  /** The event's sequence number: the producer's `seq`, or its arrival position when none was given. */
+  seq: number;
+  /** When the platform received the event (ms since the epoch). */
+  receivedAt: number;
+}
+
+export interface StreamLogger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+export interface StreamContext {
+  readonly streamId: string;
+  readonly functionName: string;
+  /** Metadata of the event most recently handed out by the iterator. */
+  readonly event: Readonly<EventMeta>;
+  /** Set once the iterator has completed. */
+  readonly endReason: EndReason | undefined;
+  /** Fires when the platform gives up on the stream (stall, epilogue timeout, shutdown). */
+  readonly signal: AbortSignal;
+  readonly log: StreamLogger;
+}
+
+export type StreamHandler<In = unknown, Out = unknown> =
+  | ((events: AsyncIterable<In>, ctx: StreamContext) => AsyncIterable<Out>)
+  | ((events: AsyncIterable<In>, ctx: StreamContext) => Promise<Out | undefined> | Out | undefined);
+
+export interface StreamFunctionDefinition<In = unknown, Out = unknown> extends StreamFunctionOptions {
+  handler: StreamHandler<In, Out>;
+}
+
+export const kStreamFunction = Symbol.for("streamfn.function");
+
+export interface StreamFunction<In = unknown, Out = unknown> {
+  readonly [kStreamFunction]: true;
+  readonly handler: StreamHandler<In, Out>;
+  readonly options: StreamFunctionOptions;
+}

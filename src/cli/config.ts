@@ -1,0 +1,60 @@
+import { readFileSync } from "node:fs";
+import { StreamfnError } from "../api/errors.js";
+import { validateOptions } from "../api/options.js";
+import type { StreamFunctionOptions } from "../api/types.js";
+
+/** The config file: server settings, defaults for every function, and per-function overrides. */
+export interface ConfigFile {
+  port?: number;
+  host?: string;
+  token?: string;
+  defaults?: StreamFunctionOptions;
+  functions?: Record<string, StreamFunctionOptions>;
+}
+
+export function readConfigFile(path: string): ConfigFile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new StreamfnError("INVALID_OPTIONS", `cannot read config ${path}: ${(err as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new StreamfnError("INVALID_OPTIONS", `config ${path} must be a JSON object`);
+  }
+  const cfg = raw as Record<string, unknown>;
+  const known = new Set(["port", "host", "token", "defaults", "functions"]);
+  for (const key of Object.keys(cfg)) {
+    if (!known.has(key)) throw new StreamfnError("INVALID_OPTIONS", `config ${path}: unknown key "${key}" (known: ${[...known].join(", ")})`);
+  }
+  const out: ConfigFile = {};
+  if (cfg.port !== undefined) out.port = Number(cfg.port);
+  if (typeof cfg.host === "string") out.host = cfg.host;
+  if (typeof cfg.token === "string") out.token = cfg.token;
+  out.defaults = validateOptions(cfg.defaults, `config ${path}: defaults`);
+  if (cfg.functions !== undefined) {
+    if (typeof cfg.functions !== "object" || cfg.functions === null) {
+      throw new StreamfnError("INVALID_OPTIONS", `config ${path}: "functions" must map function names to options`);
+    }
+    out.functions = {};
+    for (const [name, o] of Object.entries(cfg.functions)) {
+      out.functions[name] = validateOptions(o, `config ${path}: functions.${name}`);
+    }
+  }
+  return out;
+}
+
+/** Parses `--set name=value` (every function) or `--set fn.name=value` (one function). */
+export function applySetting(
+  setting: string,
+  defaults: Record<string, unknown>,
+  overrides: Record<string, Record<string, unknown>>,
+): void {
+  const m = /^(?:([A-Za-z0-9_-]+)\.)?([A-Za-z]+)=(.*)$/.exec(setting);
+  if (!m) throw new StreamfnError("INVALID_OPTIONS", `--set expects option=value or function.option=value, got "${setting}"`);
+  const [, fn, key, raw] = m;
+  const value: unknown = /^-?\d+$/.test(raw!) ? Number(raw) : raw;
+  const target = fn ? (overrides[fn] ??= {}) : defaults;
+  validateOptions({ [key!]: value }, `--set ${setting}`);
+  target[key!] = value;
+}

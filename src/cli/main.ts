@@ -1,0 +1,77 @@
+import { Command, Option } from "commander";
+import { StreamfnError } from "../api/errors.js";
+import type { StreamFunctionOptions } from "../api/types.js";
+import { StreamfnServer } from "../server/server.js";
+import { applySetting, readConfigFile } from "./config.js";
+import { sendStream } from "./send.js";
+
+const program = new Command();
+program.name("streamfn").description("Serve and call stream functions").showHelpAfterError();
+
+program
+  .command("serve")
+  .description("serve every function file in a directory (one file = one function)")
+  .argument("[dir]", "functions directory", "functions")
+  .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser(Number))
+  .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
+  .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
+  .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
+  .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[] }) => {
+    const cfg = opts.config ? readConfigFile(opts.config) : {};
+    const defaults: Record<string, unknown> = { ...cfg.defaults };
+    const overrides: Record<string, Record<string, unknown>> = {};
+    for (const [k, v] of Object.entries(cfg.functions ?? {})) overrides[k] = { ...v };
+    for (const s of opts.set) applySetting(s, defaults, overrides);
+    const started = Date.now();
+    const server = await StreamfnServer.start({
+      functionsDir: dir,
+      port: opts.port ?? cfg.port ?? 8080,
+      host: opts.host ?? cfg.host ?? "127.0.0.1",
+      token: opts.token ?? cfg.token,
+      defaults: defaults as StreamFunctionOptions,
+      overrides: overrides as Record<string, StreamFunctionOptions>,
+    });
+    const names = server.registry.functions().map((f) => f.name);
+    const first = names.includes("echo") ? "echo" : (names[0] ?? "<function>");
+    const ws = server.url.replace(/^http/, "ws");
+    console.log(
+      `streamfn listening on ${server.url} (${names.length} function${names.length === 1 ? "" : "s"}: ${names.join(", ") || "none"}; ready in ${Date.now() - started} ms). ` +
+        `First stream: printf '{"hello":1}\\n{"hello":2}\\n' | npx streamfn send ${first} --url ${server.url} — or connect a WebSocket to ${ws}/v1/functions/${first}/streams`,
+    );
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        process.exit(130);
+      }
+      stopping = true;
+      console.log(`streamfn: ${signal}: letting running streams finish (up to 5 s; again to force)`);
+      void server.close().then(() => process.exit(0));
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+  });
+
+program
+  .command("send")
+  .description("stream events to a function over WebSocket and print its outputs (NDJSON in, NDJSON out)")
+  .argument("<function>", "function name")
+  .argument("[file]", "file with one JSON value per line (default: stdin)")
+  .option("--url <url>", "server URL", process.env.STREAMFN_URL ?? "http://127.0.0.1:8080")
+  .option("--stream <id>", "stream id (default: the server names it)")
+  .option("--token <token>", "bearer token", process.env.STREAMFN_TOKEN)
+  .option("--envelopes", "lines are whole envelopes ({\"data\":…,\"seq\":…}) rather than bare payloads")
+  .action(async (fn: string, file: string | undefined, opts: { url: string; stream?: string; token?: string; envelopes?: boolean }) => {
+    const status = await sendStream({ functionName: fn, file, ...opts });
+    process.exitCode = status === "completed" ? 0 : 1;
+  });
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof StreamfnError) console.error(`streamfn: ${err.code}: ${err.message}`);
+  else console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,118 @@
+import { createServer } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { timingSafeEqual } from "node:crypto";
+import { StreamfnError } from "../api/errors.js";
+import type { Router } from "../router/router.js";
+import { sendError, sendJson } from "./http-util.js";
+import { parseStreamPath } from "./routes.js";
+import type { StreamRoute } from "./routes.js";
+import { WebSocketGateway, rejectUpgrade } from "./websocket.js";
+
+/** An HTTP handler for a path the gateway does not own (status, metrics, dashboard). */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
+
+/** Handles stream requests made over plain HTTP (not WebSocket). */
+export type StreamHttpHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: StreamRoute,
+  url: URL,
+) => void | Promise<void>;
+
+export interface GatewayOptions {
+  /** When set, every request needs `Authorization: Bearer <token>` (or `?token=` for browsers' WebSockets). */
+  token?: string;
+}
+
+/** Every protocol on one port: WebSocket upgrades and HTTP requests, with one auth check in front. */
+export class Gateway {
+  readonly server: Server;
+  readonly websocket: WebSocketGateway;
+  readonly #routes = new Map<string, HttpHandler>();
+  #streamHttp: StreamHttpHandler | undefined;
+  readonly #token: Buffer | undefined;
+
+  constructor(router: Router, options: GatewayOptions = {}) {
+    this.#token = options.token ? Buffer.from(options.token) : undefined;
+    this.websocket = new WebSocketGateway(router);
+    this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+      void this.#onRequest(req, res);
+    });
+    this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+  }
+
+  /** Registers `GET`/`POST`… `path` (exact match). */
+  route(method: string, path: string, handler: HttpHandler): void {
+    this.#routes.set(`${method} ${path}`, handler);
+  }
+
+  /** Sets who answers plain-HTTP requests under /v1/functions/:fn/streams. */
+  streamHttp(handler: StreamHttpHandler): void {
+    this.#streamHttp = handler;
+  }
+
+  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      if (url.pathname !== "/healthz") this.#authorize(req, url);
+      const route = parseStreamPath(url.pathname);
+      if (route) {
+        if (!this.#streamHttp) {
+          throw new StreamfnError("NOT_FOUND", "streams over plain HTTP are not enabled on this server; use WebSocket");
+        }
+        await this.#streamHttp(req, res, route, url);
+        return;
+      }
+      const handler = this.#routes.get(`${req.method} ${url.pathname}`);
+      if (handler) {
+        await handler(req, res, url);
+        return;
+      }
+      const anyMethod = [...this.#routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
+      if (anyMethod) throw new StreamfnError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}`);
+      throw new StreamfnError("NOT_FOUND", `nothing at ${req.method} ${url.pathname}`);
+    } catch (err) {
+      sendError(res, err);
+    }
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", () => socket.destroy());
+    try {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      this.#authorize(req, url);
+      const route = parseStreamPath(url.pathname);
+      if (!route || route.action !== undefined) {
+        throw new StreamfnError(
+          "NOT_FOUND",
+          `WebSocket streams connect to /v1/functions/:fn/streams/:streamId?, not ${url.pathname}`,
+        );
+      }
+      this.websocket.upgrade(req, socket, head, route);
+    } catch (err) {
+      rejectUpgrade(socket, err);
+    }
+  }
+
+  #authorize(req: IncomingMessage, url: URL): void {
+    if (!this.#token) return;
+    const header = req.headers.authorization;
+    const given = header?.startsWith("Bearer ") ? header.slice(7) : url.searchParams.get("token");
+    if (given) {
+      const g = Buffer.from(given);
+      if (g.length === this.#token.length && timingSafeEqual(g, this.#token)) return;
+    }
+    throw new StreamfnError("UNAUTHORIZED", "missing or wrong token: send Authorization: Bearer <token>");
+  }
+
+  close(): Promise<void> {
+    this.websocket.close();
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+export { sendJson };

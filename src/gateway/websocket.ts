@@ -1,0 +1,215 @@
+import { STATUS_CODES } from "node:http";
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
+import { WebSocketServer } from "ws";
+import type { WebSocket } from "ws";
+import { StreamfnError } from "../api/errors.js";
+import type { ErrorRecord } from "../api/errors.js";
+import type { Router } from "../router/router.js";
+import type { EndRecord, OutputSink, Stream } from "../router/stream.js";
+import { parseEnvelope } from "./envelope.js";
+import type { StreamRoute } from "./routes.js";
+
+/** Unsent bytes on a socket above which the stream's handler is held (output backpressure). */
+const kSocketHighWater = 1024 * 1024;
+/** ws refuses larger frames outright (closing the socket); events up to this reach our own check, which answers with an error record instead. */
+const kMaxFrameBytes = 64 * 1024 * 1024;
+
+/**
+ * The WebSocket protocol: one connection carries one stream. Text frames are JSON envelopes,
+ * binary frames are events whose payload is the bytes. Outputs, errors and the end record
+ * come back as JSON text frames (binary outputs as a record followed by a binary frame).
+ */
+export class WebSocketGateway {
+  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: kMaxFrameBytes, perMessageDeflate: false });
+  readonly #router: Router;
+
+  constructor(router: Router) {
+    this.#router = router;
+  }
+
+  get connections(): number {
+    return this.#wss.clients.size;
+  }
+
+  /**
+   * Opens the stream before answering the handshake, so an unknown function, an ended stream
+   * or a full pool gets a plain HTTP status and JSON body instead of a connection that dies.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, route: StreamRoute): void {
+    const net = socket as Socket;
+    const sink = new WebSocketSink(net);
+    let stream: Stream;
+    try {
+      stream = this.#router.open(route.functionName, route.streamId, sink);
+    } catch (err) {
+      rejectUpgrade(socket, err);
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      sink.ws = ws;
+      this.#serve(ws, stream, sink);
+    });
+  }
+
+  close(): void {
+    for (const ws of this.#wss.clients) ws.terminate();
+    this.#wss.close();
+  }
+
+  #serve(ws: WebSocket, stream: Stream, sink: WebSocketSink): void {
+    const router = this.#router;
+    sink.send(
+      `{"type":"open","function":${JSON.stringify(stream.functionName)},"streamId":${JSON.stringify(stream.streamId)},"version":"${stream.version}"}`,
+    );
+    if (stream.state === "done") {
+      // The stream failed before the handshake finished (its instance could not start).
+      sink.flushEnd();
+      return;
+    }
+    router.attachProducer(stream, { pause: () => ws.pause(), resume: () => ws.resume() });
+
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      if (stream.state === "done") {
+        sink.error({ code: "STREAM_ENDED", message: `stream "${stream.streamId}" already ended` });
+        return;
+      }
+      try {
+        if (isBinary) {
+          router.push(stream, ownArrayBuffer(data), undefined, true, data.byteLength);
+          return;
+        }
+        if (data.byteLength > stream.options.maxEventBytes) {
+          throw new StreamfnError(
+            "EVENT_TOO_LARGE",
+            `message of ${data.byteLength} bytes exceeds maxEventBytes (${stream.options.maxEventBytes}) of ${stream.functionName}`,
+          );
+        }
+        const env = parseEnvelope(data.toString("utf8"));
+        if (env.end) router.endInput(stream, "end");
+        else router.push(stream, env.data, env.seq, false, data.byteLength);
+      } catch (err) {
+        sink.error(toRecord(err), seqHint(data, isBinary));
+      }
+    });
+
+    ws.on("close", (code: number) => {
+      if (stream.state === "done") return;
+      router.removeSink(stream, sink);
+      router.endInput(stream, code === 1000 || code === 1001 || code === 1005 ? "end" : "disconnect");
+    });
+    ws.on("error", () => {
+      // 'close' follows and ends the stream's input.
+    });
+  }
+}
+
+/** The stream's outputs to its producer's connection, corked per event-loop turn. */
+class WebSocketSink implements OutputSink {
+  ws: WebSocket | undefined;
+  #corked = false;
+  #pendingEnd: EndRecord | undefined;
+
+  constructor(readonly socket: Socket) {}
+
+  output(n: number, json: string | undefined, bytes: Uint8Array | undefined): void {
+    if (json !== undefined) {
+      this.send(`{"type":"output","n":${n},"data":${json}}`);
+    } else {
+      this.send(`{"type":"output","n":${n},"binary":true}`);
+      this.#cork();
+      this.ws?.send(bytes!, { binary: true });
+    }
+  }
+
+  error(record: ErrorRecord, seq?: number): void {
+    const body: Record<string, unknown> = { type: "error", code: record.code, message: record.message };
+    if (seq !== undefined) body.seq = seq;
+    this.send(JSON.stringify(body));
+  }
+
+  end(record: EndRecord): void {
+    if (!this.ws) {
+      this.#pendingEnd = record;
+      return;
+    }
+    this.send(JSON.stringify(record));
+    this.ws.close(1000, record.status);
+  }
+
+  flushEnd(): void {
+    if (this.#pendingEnd) this.end(this.#pendingEnd);
+  }
+
+  backedUp(): boolean {
+    return this.socket.writableLength > kSocketHighWater;
+  }
+
+  onceWritable(cb: () => void): void {
+    let done = false;
+    const once = (): void => {
+      if (done) return;
+      done = true;
+      this.socket.off("drain", once);
+      this.socket.off("close", once);
+      cb();
+    };
+    this.socket.on("drain", once);
+    this.socket.on("close", once);
+  }
+
+  send(text: string): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1) return;
+    this.#cork();
+    ws.send(text);
+  }
+
+  #cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      this.socket.uncork();
+    });
+  }
+}
+
+/** An ArrayBuffer holding exactly the frame's bytes, which is safe to transfer to an instance. */
+function ownArrayBuffer(buf: Buffer): ArrayBuffer {
+  const ab = buf.buffer as ArrayBuffer;
+  if (buf.byteOffset === 0 && buf.byteLength === ab.byteLength) return ab;
+  // The frame shares memory with the socket's read buffer: one copy makes it ours.
+  return ab.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+}
+
+function toRecord(err: unknown): ErrorRecord {
+  if (err instanceof StreamfnError) return err.toRecord();
+  return { code: "INTERNAL", message: err instanceof Error ? err.message : String(err) };
+}
+
+/** Best effort: the seq of a rejected text event, so the producer knows which one to resend. */
+function seqHint(data: Buffer, isBinary: boolean): number | undefined {
+  if (isBinary || data.byteLength > 1_000_000) return undefined;
+  const m = /"seq"\s*:\s*(\d{1,15})/.exec(data.toString("utf8"));
+  return m ? Number(m[1]) : undefined;
+}
+
+export function rejectUpgrade(socket: Duplex, err: unknown): void {
+  const e = err instanceof StreamfnError ? err : new StreamfnError("INTERNAL", String(err));
+  const body = JSON.stringify({ error: e.toRecord() });
+  const headers = [
+    `HTTP/1.1 ${e.status} ${statusText(e.status)}`,
+    "Content-Type: application/json",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    "Connection: close",
+  ];
+  if (e.retryAfterMs !== undefined) headers.push(`Retry-After: ${Math.max(1, Math.ceil(e.retryAfterMs / 1000))}`);
+  socket.end(`${headers.join("\r\n")}\r\n\r\n${body}`);
+}
+
+function statusText(status: number): string {
+  return STATUS_CODES[status] ?? "Error";
+}

@@ -1,0 +1,231 @@
+import type { ErrorRecord } from "../api/errors.js";
+import type { EndReason, ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
+import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
+
+export type EventOp = Extract<ToSandbox, { k: "ev" }>;
+import type { Sandbox, SandboxExit } from "./sandbox.js";
+import { ThreadSandbox } from "./thread-sandbox.js";
+
+/** The router's side of one stream bound to an instance slot. */
+export interface SlotTenant {
+  readonly sid: number;
+  readonly streamId: string;
+  /** The handler took `n` events. */
+  onPull(n: number): void;
+  onOutput(data: unknown): void;
+  /** The handler finished; `error` if it failed. Called at most once. */
+  onDone(error: ErrorRecord | undefined): void;
+}
+
+export type InstanceState = "starting" | "ready" | "stopping" | "stopped";
+
+export interface InstanceEvents {
+  ready(instance: Instance, options: StreamFunctionOptions): void;
+  /** A slot came free (a stream finished on it). */
+  slotFreed(instance: Instance): void;
+  /** The instance is gone for good: stopped, crashed, recycled. Its tenants were already told. */
+  gone(instance: Instance, exit: SandboxExit | undefined): void;
+}
+
+let nextInstanceId = 1;
+
+/**
+ * One sandbox running one function version, with `concurrency` stream slots. Messages to the
+ * sandbox are queued and posted once per event-loop turn. A heartbeat catches an event loop
+ * stuck in user code: the sandbox is then recycled and its streams fail instead of hanging.
+ */
+export class Instance {
+  readonly id = nextInstanceId++;
+  readonly startedAt = performance.now();
+  readyAt: number | undefined;
+  state: InstanceState = "starting";
+  readonly tenants = new Map<number, SlotTenant>();
+  /** Streams bound here, including ones that are reserving a slot while the sandbox starts. */
+  readonly concurrency: number;
+  idleSince: number = performance.now();
+  keepAliveTimer: NodeJS.Timeout | undefined;
+
+  readonly #sandbox: Sandbox;
+  readonly #events: InstanceEvents;
+  readonly #unresponsiveMs: number;
+  #ops: ToSandbox[] = [];
+  readonly #acks = new Map<number, number>();
+  #transfer: ArrayBuffer[] = [];
+  #scheduled = false;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #pingOutstandingSince = 0;
+
+  constructor(
+    spec: { bundlePath: string; functionName: string; options: ResolvedOptions },
+    events: InstanceEvents,
+  ) {
+    this.concurrency = spec.options.concurrency;
+    this.#unresponsiveMs = spec.options.unresponsiveMs;
+    this.#events = events;
+    this.#sandbox = new ThreadSandbox({
+      bundlePath: spec.bundlePath,
+      functionName: spec.functionName,
+      memoryMb: spec.options.memoryMb,
+    });
+    this.#sandbox.onBatch = (batch) => this.#onBatch(batch);
+    this.#sandbox.onExit = (exit) => this.#die(this.state === "starting" ? { ...exit, code: "FUNCTION_LOAD_FAILED" } : exit);
+  }
+
+  get freeSlots(): number {
+    return this.concurrency - this.tenants.size;
+  }
+
+  get coldStartMs(): number | undefined {
+    return this.readyAt === undefined ? undefined : this.readyAt - this.startedAt;
+  }
+
+  attach(tenant: SlotTenant): void {
+    this.tenants.set(tenant.sid, tenant);
+    if (this.keepAliveTimer) {
+      clearTimeout(this.keepAliveTimer);
+      this.keepAliveTimer = undefined;
+    }
+    this.#queue({ k: "open", s: tenant.sid, id: tenant.streamId });
+    this.#armHeartbeat();
+  }
+
+  /** Sends one event. A binary payload (an ArrayBuffer) is moved, not copied: the caller must not touch it again. */
+  event(op: EventOp): void {
+    if (op.b === 1) this.#transfer.push(op.d as ArrayBuffer);
+    this.#queue(op);
+  }
+
+  endInput(sid: number, reason: EndReason): void {
+    this.#queue({ k: "end", s: sid, r: reason });
+  }
+
+  /** Output credits, summed per stream until the next flush. */
+  ackOutput(sid: number): void {
+    this.#acks.set(sid, (this.#acks.get(sid) ?? 0) + 1);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flush);
+    }
+  }
+
+  /** Gives up on a stream: its handler is aborted and its slot is free at once. */
+  kill(sid: number, error: ErrorRecord): void {
+    if (!this.tenants.delete(sid)) return;
+    this.#queue({ k: "kill", s: sid, e: error });
+    this.#slotFreed();
+  }
+
+  /** Stops the sandbox. Tenants still here are failed with `error`. */
+  async stop(error: ErrorRecord = { code: "SHUTTING_DOWN", message: "the instance was stopped" }): Promise<void> {
+    if (this.state === "stopped" || this.state === "stopping") return;
+    this.state = "stopping";
+    this.#failTenants(error);
+    this.#clearTimers();
+    await this.#sandbox.terminate();
+    this.state = "stopped";
+    this.#events.gone(this, undefined);
+  }
+
+  #queue(op: ToSandbox): void {
+    this.#ops.push(op);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flush);
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    if (this.#acks.size > 0) {
+      for (const [s, n] of this.#acks) this.#ops.push({ k: "ack", s, n });
+      this.#acks.clear();
+    }
+    if (this.#ops.length === 0) return;
+    const ops = this.#ops;
+    const transfer = this.#transfer;
+    this.#ops = [];
+    this.#transfer = [];
+    this.#sandbox.post(ops, transfer);
+  };
+
+  #onBatch(batch: FromSandbox[]): void {
+    this.#pingOutstandingSince = 0;
+    for (const op of batch) {
+      switch (op.k) {
+        case "pull":
+          this.tenants.get(op.s)?.onPull(op.n);
+          break;
+        case "out":
+          this.tenants.get(op.s)?.onOutput(op.d);
+          break;
+        case "done": {
+          const tenant = this.tenants.get(op.s);
+          if (!tenant) break;
+          this.tenants.delete(op.s);
+          tenant.onDone(op.e);
+          this.#slotFreed();
+          break;
+        }
+        case "ready":
+          this.state = "ready";
+          this.readyAt = performance.now();
+          this.#events.ready(this, op.options);
+          break;
+        case "pong":
+          break;
+      }
+    }
+  }
+
+  #slotFreed(): void {
+    if (this.tenants.size === 0) this.idleSince = performance.now();
+    this.#events.slotFreed(this);
+  }
+
+  #armHeartbeat(): void {
+    if (this.#heartbeat) return;
+    const every = Math.max(10, Math.floor(this.#unresponsiveMs / 4));
+    this.#heartbeat = setInterval(() => {
+      if (this.state !== "ready") return;
+      const now = performance.now();
+      if (this.#pingOutstandingSince === 0) {
+        if (this.tenants.size === 0) {
+          clearInterval(this.#heartbeat);
+          this.#heartbeat = undefined;
+          return;
+        }
+        this.#pingOutstandingSince = now;
+        this.#queue({ k: "ping", t: now });
+      } else if (now - this.#pingOutstandingSince > this.#unresponsiveMs) {
+        this.#die({
+          code: "INSTANCE_CRASHED",
+          message: `the instance did not respond for ${this.#unresponsiveMs} ms (a handler blocking its event loop?) and was recycled`,
+        }, "INSTANCE_UNRESPONSIVE");
+      }
+    }, every);
+    this.#heartbeat.unref();
+  }
+
+  #die(exit: SandboxExit, code: ErrorRecord["code"] = exit.code): void {
+    if (this.state === "stopped" || this.state === "stopping") return;
+    this.state = "stopping";
+    this.#failTenants({ code, message: exit.message });
+    this.#clearTimers();
+    void this.#sandbox.terminate().then(() => {
+      this.state = "stopped";
+      this.#events.gone(this, exit);
+    });
+  }
+
+  #failTenants(error: ErrorRecord): void {
+    const tenants = [...this.tenants.values()];
+    this.tenants.clear();
+    for (const t of tenants) t.onDone(error);
+  }
+
+  #clearTimers(): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
+  }
+}

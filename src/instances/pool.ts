@@ -1,0 +1,237 @@
+import { StreamfnError } from "../api/errors.js";
+import type { ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
+import { Instance } from "./instance.js";
+import type { SlotTenant } from "./instance.js";
+import type { SandboxExit } from "./sandbox.js";
+
+/** A stream waiting for a slot. `bind` is called once a slot is its own. */
+export interface SlotRequest {
+  tenant: SlotTenant;
+  bind(instance: Instance, cold: boolean): void;
+  /** The wait ended without a slot (pool stopped, or its instances could not start). */
+  reject(error: StreamfnError): void;
+}
+
+export interface PoolObserver {
+  coldStart?(pool: FunctionPool, ms: number): void;
+  instanceGone?(pool: FunctionPool, instance: Instance, exit: SandboxExit | undefined): void;
+}
+
+export interface PoolStats {
+  instances: number;
+  startingInstances: number;
+  slotsInUse: number;
+  slotsTotal: number;
+  queuedStreams: number;
+  coldStarts: number;
+  draining: boolean;
+}
+
+/**
+ * The instances of one function version. A new stream takes a slot on the fullest instance
+ * with room (so lightly used instances empty out and can stop), else starts a new instance
+ * up to `maxInstances`, else waits in a bounded queue, else is refused.
+ */
+export class FunctionPool {
+  readonly instances = new Set<Instance>();
+  readonly #queue: SlotRequest[] = [];
+  #draining = false;
+  coldStarts = 0;
+  /** Called when a draining pool has stopped its last instance. */
+  onDrained: (() => void) | undefined;
+
+  constructor(
+    readonly functionName: string,
+    readonly version: string,
+    readonly bundlePath: string,
+    readonly options: ResolvedOptions,
+    readonly observer: PoolObserver = {},
+  ) {}
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Starts `minInstances`; resolves once they are ready (rejects if one fails to load). */
+  async warm(): Promise<void> {
+    const starting: Promise<void>[] = [];
+    while (this.instances.size < this.options.minInstances) starting.push(this.#ready(this.#start()));
+    await Promise.all(starting);
+  }
+
+  acquire(request: SlotRequest): void {
+    if (this.#draining) throw new StreamfnError("SHUTTING_DOWN", `version ${this.version} of ${this.functionName} is draining`);
+    const instance = this.#place();
+    if (instance) {
+      this.#bind(instance, request, instance.state === "starting");
+      return;
+    }
+    if (this.instances.size < this.options.maxInstances) {
+      this.#bind(this.#start(), request, true);
+      return;
+    }
+    if (this.#queue.length < this.options.maxQueuedStreams) {
+      this.#queue.push(request);
+      return;
+    }
+    throw new StreamfnError(
+      "CAPACITY_EXCEEDED",
+      `${this.functionName}: all ${this.options.maxInstances * this.options.concurrency} slots are busy and ` +
+        `${this.options.maxQueuedStreams} streams are already waiting; retry later`,
+      { retryAfterMs: 1000 },
+    );
+  }
+
+  /** Withdraws a queued request (its producer went away before it got a slot). */
+  cancel(request: SlotRequest): boolean {
+    const i = this.#queue.indexOf(request);
+    if (i < 0) return false;
+    this.#queue.splice(i, 1);
+    return true;
+  }
+
+  stats(): PoolStats {
+    let slotsInUse = 0;
+    let starting = 0;
+    for (const i of this.instances) {
+      slotsInUse += i.tenants.size;
+      if (i.state === "starting") starting++;
+    }
+    return {
+      instances: this.instances.size,
+      startingInstances: starting,
+      slotsInUse,
+      slotsTotal: this.instances.size * this.options.concurrency,
+      queuedStreams: this.#queue.length,
+      coldStarts: this.coldStarts,
+      draining: this.#draining,
+    };
+  }
+
+  /** No new streams; instances stop as their streams finish. */
+  drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    for (const r of this.#queue.splice(0)) {
+      r.reject(new StreamfnError("SHUTTING_DOWN", `version ${this.version} of ${this.functionName} was replaced`));
+    }
+    for (const i of [...this.instances]) if (i.tenants.size === 0) void i.stop();
+    this.#checkDrained();
+  }
+
+  /** Stops every instance now; streams still running fail with SHUTTING_DOWN. */
+  async close(): Promise<void> {
+    this.#draining = true;
+    for (const r of this.#queue.splice(0)) r.reject(new StreamfnError("SHUTTING_DOWN", "the server is shutting down"));
+    await Promise.all([...this.instances].map((i) => i.stop({ code: "SHUTTING_DOWN", message: "the server is shutting down" })));
+  }
+
+  #place(): Instance | undefined {
+    let best: Instance | undefined;
+    for (const i of this.instances) {
+      if (i.freeSlots <= 0 || (i.state !== "ready" && i.state !== "starting")) continue;
+      // Fullest first; among equals prefer a ready instance over one still starting.
+      if (
+        !best ||
+        i.tenants.size > best.tenants.size ||
+        (i.tenants.size === best.tenants.size && i.state === "ready" && best.state !== "ready")
+      ) {
+        best = i;
+      }
+    }
+    return best;
+  }
+
+  #bind(instance: Instance, request: SlotRequest, cold: boolean): void {
+    instance.attach(request.tenant);
+    request.bind(instance, cold);
+  }
+
+  #start(): Instance {
+    const instance = new Instance(
+      { bundlePath: this.bundlePath, functionName: this.functionName, options: this.options },
+      {
+        ready: (i, _options: StreamFunctionOptions) => {
+          this.coldStarts++;
+          this.observer.coldStart?.(this, i.coldStartMs ?? 0);
+          this.#afterSlotChange(i);
+        },
+        slotFreed: (i) => this.#afterSlotChange(i),
+        gone: (i, exit) => {
+          this.instances.delete(i);
+          this.observer.instanceGone?.(this, i, exit);
+          // Streams queued behind an instance that never came up would wait forever.
+          if (exit?.code === "FUNCTION_LOAD_FAILED") {
+            for (const r of this.#queue.splice(0)) {
+              r.reject(new StreamfnError("FUNCTION_LOAD_FAILED", exit.message));
+            }
+          } else {
+            this.#serveQueue();
+          }
+          // A version that cannot load is not restarted in a loop; the next stream tries again.
+          if (!this.#draining && exit?.code !== "FUNCTION_LOAD_FAILED") this.#keepMinimum();
+          this.#checkDrained();
+        },
+      },
+    );
+    this.instances.add(instance);
+    return instance;
+  }
+
+  #ready(instance: Instance): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const poll = setInterval(() => {
+        if (instance.state === "ready") {
+          clearInterval(poll);
+          resolve();
+        } else if (instance.state === "stopped" || instance.state === "stopping") {
+          clearInterval(poll);
+          reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${this.functionName}: an instance failed to start`));
+        }
+      }, 5);
+    });
+  }
+
+  #afterSlotChange(instance: Instance): void {
+    this.#serveQueue();
+    if (instance.tenants.size > 0 || instance.state !== "ready") return;
+    if (this.#draining) {
+      void instance.stop();
+      return;
+    }
+    this.#armKeepAlive(instance);
+  }
+
+  #serveQueue(): void {
+    while (this.#queue.length > 0) {
+      let instance = this.#place();
+      if (!instance && this.instances.size < this.options.maxInstances && !this.#draining) instance = this.#start();
+      if (!instance) return;
+      const request = this.#queue.shift()!;
+      this.#bind(instance, request, instance.state === "starting");
+    }
+  }
+
+  #armKeepAlive(instance: Instance): void {
+    if (instance.keepAliveTimer) clearTimeout(instance.keepAliveTimer);
+    instance.keepAliveTimer = setTimeout(() => {
+      instance.keepAliveTimer = undefined;
+      if (instance.tenants.size > 0 || instance.state !== "ready") return;
+      // minInstances stay warm: stop only the surplus.
+      if (this.instances.size <= this.options.minInstances) return;
+      void instance.stop();
+    }, this.options.keepAliveMs);
+    instance.keepAliveTimer.unref();
+  }
+
+  #keepMinimum(): void {
+    while (this.instances.size < this.options.minInstances) {
+      const i = this.#start();
+      i.idleSince = performance.now();
+    }
+  }
+
+  #checkDrained(): void {
+    if (this.#draining && this.instances.size === 0) this.onDrained?.();
+  }
+}

@@ -1,0 +1,27 @@
+import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
+
+/** Why a sandbox went away without being asked to. */
+export interface SandboxExit {
+  code: "INSTANCE_CRASHED" | "INSTANCE_OUT_OF_MEMORY" | "FUNCTION_LOAD_FAILED";
+  message: string;
+}
+
+/**
+ * What an instance needs from the thing its function runs in. `thread` implements it with
+ * worker_threads; another isolation (a child process) would implement the same four members.
+ */
+export interface Sandbox {
+  post(batch: ToSandbox[], transfer: ArrayBuffer[]): void;
+  /** Called with each batch the sandbox sends. */
+  onBatch: (batch: FromSandbox[]) => void;
+  /** Called once if the sandbox dies on its own (crash, out of memory, failed load). */
+  onExit: (exit: SandboxExit) => void;
+  /** Stops it now; resolves once it is gone. Safe to call twice. */
+  terminate(): Promise<void>;
+}
+
+export interface SandboxSpec {
+  bundlePath: string;
+  functionName: string;
+  memoryMb: number;
+}

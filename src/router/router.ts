@@ -1,0 +1,405 @@
+import { randomUUID } from "node:crypto";
+import { StreamfnError } from "../api/errors.js";
+import type { ErrorRecord } from "../api/errors.js";
+import type { EndReason } from "../api/types.js";
+import type { EventOp, Instance, SlotTenant } from "../instances/instance.js";
+import type { FunctionPool } from "../instances/pool.js";
+import { EndedStreams } from "./ended-streams.js";
+import type { EndedStream } from "./ended-streams.js";
+import { Stream } from "./stream.js";
+import type { CloseReason, EndRecord, OutputSink, ProducerFlow } from "./stream.js";
+
+/** Where the router finds the version that new streams of a function should run on. */
+export interface FunctionCatalog {
+  current(functionName: string): FunctionPool | undefined;
+}
+
+export interface RouterObserver {
+  streamOpened?(stream: Stream): void;
+  streamBound?(stream: Stream, waitedMs: number): void;
+  streamClosed?(stream: Stream, record: EndRecord): void;
+  eventsIn?(stream: Stream, count: number): void;
+  outputOut?(stream: Stream): void;
+}
+
+export interface RouterOptions {
+  /** How long an ended stream's id is remembered, so late events get STREAM_ENDED. Default 10 min. */
+  endedRetentionMs?: number;
+  /** At most this many ended streams are remembered. Default 100 000. */
+  endedRetentionMax?: number;
+}
+
+export interface PushResult {
+  /** false: a retry (seq at or below the last seen); acknowledged and dropped. */
+  accepted: boolean;
+  seq: number;
+}
+
+const kStreamIdPattern = /^[A-Za-z0-9._:~-]{1,128}$/;
+/** Events in flight to an instance per stream; more wait in the stream's inbox. */
+const kInstanceWindow = 64;
+/** A producer that ignores pause (frames already read off its socket) may overshoot this much. */
+const kHardInboxFactor = 4;
+
+/**
+ * The stream table. Binds each (function, streamId) to one instance slot, keeps its bounded
+ * inbox, enforces sequence, ends, limits and watchdogs, and fans its outputs out in order.
+ */
+export class Router {
+  readonly #streams = new Map<string, Stream>();
+  readonly #ended: EndedStreams;
+  readonly #catalog: FunctionCatalog;
+  readonly #observer: RouterObserver;
+  #nextSid = 1;
+  #closing = false;
+
+  constructor(catalog: FunctionCatalog, observer: RouterObserver = {}, options: RouterOptions = {}) {
+    this.#catalog = catalog;
+    this.#observer = observer;
+    this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000);
+  }
+
+  get liveCount(): number {
+    return this.#streams.size;
+  }
+
+  *live(): IterableIterator<Stream> {
+    yield* this.#streams.values();
+  }
+
+  get(functionName: string, streamId: string): Stream | undefined {
+    return this.#streams.get(keyOf(functionName, streamId));
+  }
+
+  ended(functionName: string, streamId: string): EndedStream | undefined {
+    return this.#ended.get(keyOf(functionName, streamId));
+  }
+
+  /**
+   * Opens a new stream (or throws: unknown function, ended id, busy id, capacity). With no
+   * `streamId` the platform names it. The stream takes a slot now, or waits for one.
+   */
+  open(functionName: string, streamId: string | undefined, sink?: OutputSink): Stream {
+    if (this.#closing) throw new StreamfnError("SHUTTING_DOWN", "the server is shutting down");
+    const pool = this.#catalog.current(functionName);
+    if (!pool) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
+    const id = streamId ?? randomUUID();
+    if (!kStreamIdPattern.test(id)) {
+      throw new StreamfnError(
+        "INVALID_STREAM_ID",
+        `stream id ${JSON.stringify(id.slice(0, 140))} is not allowed: use 1-128 characters of A-Z a-z 0-9 . _ : ~ -`,
+      );
+    }
+    const key = keyOf(functionName, id);
+    if (this.#streams.has(key)) {
+      throw new StreamfnError("STREAM_BUSY", `stream "${id}" of ${functionName} is already open`);
+    }
+    const ended = this.#ended.get(key);
+    if (ended) throw endedError(functionName, id, ended);
+
+    const stream = new Stream(this.#nextSid++, key, functionName, id, pool, pool.options);
+    if (sink) stream.sinks.add(sink);
+    const tenant: SlotTenant = {
+      sid: stream.sid,
+      streamId: id,
+      onPull: (n) => this.#onPull(stream, n),
+      onOutput: (data) => this.#onOutput(stream, data),
+      onDone: (error) => this.#close(stream, error),
+    };
+    stream.request = {
+      tenant,
+      bind: (instance, cold) => this.#bind(stream, instance, cold),
+      reject: (error) => this.#close(stream, error.toRecord()),
+    };
+    pool.acquire(stream.request); // throws CAPACITY_EXCEEDED before the stream exists anywhere
+    if (stream.state === "done") throw new StreamfnError(stream.end!.error!.code, stream.end!.error!.message);
+    this.#streams.set(key, stream);
+    this.#armIdle(stream);
+    stream.durationTimer = setTimeout(() => this.endInput(stream, "max-duration"), stream.options.maxDurationMs);
+    stream.durationTimer.unref();
+    this.#observer.streamOpened?.(stream);
+    return stream;
+  }
+
+  /** Opens the stream or returns the live one: for producers that post events one request at a time. */
+  openOrGet(functionName: string, streamId: string): Stream {
+    return this.get(functionName, streamId) ?? this.open(functionName, streamId);
+  }
+
+  /**
+   * Accepts one event. `data` is a parsed JSON value, or an ArrayBuffer when `binary` (moved
+   * to the instance, never copied). Throws for a stream whose input ended, an oversized event,
+   * a bad seq, or an inbox past its hard cap.
+   */
+  push(stream: Stream, data: unknown, seq: number | undefined, binary: boolean, bytes: number): PushResult {
+    if (stream.inputEnd !== undefined || stream.state === "done") {
+      throw inputEndedError(stream);
+    }
+    if (bytes > stream.options.maxEventBytes) {
+      throw new StreamfnError(
+        "EVENT_TOO_LARGE",
+        `event of ${bytes} bytes exceeds maxEventBytes (${stream.options.maxEventBytes}) of ${stream.functionName}`,
+      );
+    }
+    if (seq !== undefined && seq <= stream.lastSeq) {
+      stream.duplicates++;
+      return { accepted: false, seq };
+    }
+    if (stream.queued >= stream.options.inboxLimit * kHardInboxFactor) {
+      throw new StreamfnError(
+        "INBOX_FULL",
+        `stream "${stream.streamId}" has ${stream.queued} events waiting for its handler; slow down and resend`,
+        { retryAfterMs: 100 },
+      );
+    }
+    const q = seq ?? stream.lastSeq + 1;
+    stream.lastSeq = q;
+    stream.events++;
+    stream.lastEventAt = performance.now();
+    const op: EventOp = binary
+      ? { k: "ev", s: stream.sid, d: data, q, t: Date.now(), b: 1 }
+      : { k: "ev", s: stream.sid, d: data, q, t: Date.now() };
+    stream.inbox.push(op);
+    this.#observer.eventsIn?.(stream, 1);
+    if (stream.state === "running") this.#deliver(stream);
+    if (stream.queued >= stream.options.inboxLimit && stream.producer && !stream.producerPaused) {
+      stream.producerPaused = true;
+      stream.producer.pause();
+    }
+    if (stream.events >= stream.options.maxEvents) this.endInput(stream, "max-events");
+    return { accepted: true, seq: q };
+  }
+
+  /** No more events: the handler's iterator completes after the ones already accepted. */
+  endInput(stream: Stream, reason: EndReason): void {
+    if (stream.inputEnd !== undefined || stream.state === "done") return;
+    stream.inputEnd = reason;
+    if (stream.idleTimer) clearTimeout(stream.idleTimer);
+    if (stream.durationTimer) clearTimeout(stream.durationTimer);
+    stream.idleTimer = stream.durationTimer = undefined;
+    this.#resumeProducer(stream);
+    if (stream.state === "running") this.#deliver(stream);
+  }
+
+  attachProducer(stream: Stream, flow: ProducerFlow): void {
+    stream.producer = flow;
+  }
+
+  addSink(stream: Stream, sink: OutputSink): void {
+    stream.sinks.add(sink);
+  }
+
+  removeSink(stream: Stream, sink: OutputSink): void {
+    if (!stream.sinks.delete(sink)) return;
+    // A departed backed-up sink must not hold the handler forever.
+    this.#releaseHeldAcks(stream);
+  }
+
+  /** Fails a stream from outside (a producer broke the protocol, an operator cancelled it). */
+  fail(stream: Stream, error: ErrorRecord): void {
+    if (stream.state === "done") return;
+    stream.instance?.kill(stream.sid, error);
+    this.#close(stream, error);
+  }
+
+  /**
+   * Stops taking streams; waits up to `graceMs` for live ones to finish on their own, then
+   * fails the rest with SHUTTING_DOWN.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    const deadline = Date.now() + graceMs;
+    while (this.#streams.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const stream of [...this.#streams.values()]) {
+      this.fail(stream, { code: "SHUTTING_DOWN", message: "the server shut down before the stream ended" });
+    }
+    this.#ended.clear();
+  }
+
+  #bind(stream: Stream, instance: Instance, cold: boolean): void {
+    if (stream.state === "done") {
+      instance.kill(stream.sid, { code: "SHUTTING_DOWN", message: "stream ended before it got a slot" });
+      return;
+    }
+    stream.instance = instance;
+    stream.state = "running";
+    stream.cold = cold;
+    stream.boundAt = Date.now();
+    stream.request = undefined;
+    stream.lastProgressAt = performance.now();
+    this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
+    this.#deliver(stream);
+  }
+
+  /** Moves inbox events to the instance within the window, then the end once the inbox is empty. */
+  #deliver(stream: Stream): void {
+    const instance = stream.instance!;
+    const wasPending = stream.inflight > 0;
+    while (stream.inflight < kInstanceWindow && stream.inboxHead < stream.inbox.length) {
+      const op = stream.inbox[stream.inboxHead]!;
+      stream.inbox[stream.inboxHead++] = undefined as unknown as EventOp;
+      stream.inflight++;
+      instance.event(op);
+    }
+    if (stream.inboxHead === stream.inbox.length) {
+      stream.inbox.length = 0;
+      stream.inboxHead = 0;
+    } else if (stream.inboxHead > 1024) {
+      stream.inbox.splice(0, stream.inboxHead);
+      stream.inboxHead = 0;
+    }
+    if (!wasPending && stream.inflight > 0) stream.lastProgressAt = performance.now();
+    if (stream.inflight > 0) this.#armStall(stream);
+    if (stream.inputEnd !== undefined && stream.queued === 0 && !stream.endSent) {
+      stream.endSent = true;
+      instance.endInput(stream.sid, stream.inputEnd);
+    }
+    if (stream.endSent && stream.pending === 0) this.#armEpilogue(stream);
+  }
+
+  #onPull(stream: Stream, n: number): void {
+    stream.inflight -= n;
+    stream.lastProgressAt = performance.now();
+    if (stream.state !== "running") return;
+    this.#deliver(stream);
+    if (stream.producerPaused && stream.queued <= stream.options.inboxLimit >> 1) this.#resumeProducer(stream);
+  }
+
+  #onOutput(stream: Stream, data: unknown): void {
+    if (stream.state === "done") return;
+    let json: string | undefined;
+    let bytes: Uint8Array | undefined;
+    if (data instanceof Uint8Array) {
+      bytes = data;
+    } else {
+      try {
+        json = JSON.stringify(data);
+      } catch (err) {
+        this.fail(stream, {
+          code: "OUTPUT_NOT_SERIALIZABLE",
+          message: `output ${stream.outputs + 1} is not JSON-serializable: ${(err as Error).message}`,
+        });
+        return;
+      }
+      if (json === undefined) json = "null";
+    }
+    const n = ++stream.outputs;
+    let backedUp: OutputSink | undefined;
+    for (const sink of stream.sinks) {
+      sink.output(n, json, bytes);
+      if (sink.backedUp?.()) backedUp = sink;
+    }
+    this.#observer.outputOut?.(stream);
+    if (backedUp === undefined) {
+      stream.instance?.ackOutput(stream.sid);
+      return;
+    }
+    if (stream.heldAcks++ === 0) backedUp.onceWritable?.(() => this.#releaseHeldAcks(stream));
+  }
+
+  #releaseHeldAcks(stream: Stream): void {
+    const held = stream.heldAcks;
+    stream.heldAcks = 0;
+    for (let i = 0; i < held; i++) stream.instance?.ackOutput(stream.sid);
+  }
+
+  #close(stream: Stream, error: ErrorRecord | undefined): void {
+    if (stream.state === "done") return;
+    const wasWaiting = stream.state === "waiting";
+    stream.state = "done";
+    stream.clearTimers();
+    if (wasWaiting && stream.request) stream.pool.cancel(stream.request);
+    const reason: CloseReason = error ? "error" : (stream.inputEnd ?? "returned");
+    const record: EndRecord = {
+      type: "end",
+      status: error ? "failed" : "completed",
+      reason,
+      events: stream.events,
+      outputs: stream.outputs,
+    };
+    if (error) record.error = error;
+    stream.end = record;
+    if (this.#streams.get(stream.key) === stream) this.#streams.delete(stream.key);
+    this.#ended.add(stream.key, { ...record, endedAt: Date.now() });
+    stream.inbox.length = 0;
+    stream.inboxHead = 0;
+    this.#resumeProducer(stream);
+    for (const sink of stream.sinks) sink.end(record);
+    stream.sinks.clear();
+    this.#observer.streamClosed?.(stream, record);
+  }
+
+  #resumeProducer(stream: Stream): void {
+    if (!stream.producerPaused) return;
+    stream.producerPaused = false;
+    stream.producer?.resume();
+  }
+
+  // Timers are lazy: events only stamp the stream; a timer that fires early re-arms for the
+  // remainder. That keeps timer work off the per-event path.
+
+  #armIdle(stream: Stream): void {
+    const wait = stream.options.idleTimeoutMs - (performance.now() - stream.lastEventAt);
+    stream.idleTimer = setTimeout(() => {
+      stream.idleTimer = undefined;
+      if (stream.inputEnd !== undefined || stream.state === "done") return;
+      if (performance.now() - stream.lastEventAt >= stream.options.idleTimeoutMs - 1) this.endInput(stream, "idle");
+      else this.#armIdle(stream);
+    }, Math.max(1, wait));
+    stream.idleTimer.unref();
+  }
+
+  #armStall(stream: Stream): void {
+    if (stream.stallTimer) return;
+    const wait = stream.options.stallTimeoutMs - (performance.now() - stream.lastProgressAt);
+    stream.stallTimer = setTimeout(() => {
+      stream.stallTimer = undefined;
+      if (stream.state !== "running" || stream.inflight === 0) return;
+      const idleFor = performance.now() - stream.lastProgressAt;
+      if (idleFor >= stream.options.stallTimeoutMs - 1) {
+        this.fail(stream, {
+          code: "HANDLER_STALLED",
+          message: `the handler did not take a waiting event for ${stream.options.stallTimeoutMs} ms (stallTimeoutMs)`,
+        });
+      } else {
+        this.#armStall(stream);
+      }
+    }, Math.max(1, wait));
+    stream.stallTimer.unref();
+  }
+
+  #armEpilogue(stream: Stream): void {
+    if (stream.epilogueTimer || stream.state !== "running") return;
+    stream.epilogueTimer = setTimeout(() => {
+      this.fail(stream, {
+        code: "EPILOGUE_TIMEOUT",
+        message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
+      });
+    }, stream.options.epilogueMs);
+    stream.epilogueTimer.unref();
+  }
+}
+
+function keyOf(functionName: string, streamId: string): string {
+  return `${functionName}\n${streamId}`;
+}
+
+function endedError(functionName: string, streamId: string, ended: EndedStream): StreamfnError {
+  return new StreamfnError(
+    "STREAM_ENDED",
+    `stream "${streamId}" of ${functionName} already ended (${ended.status}, reason ${ended.reason}) at ` +
+      `${new Date(ended.endedAt).toISOString()}; start a new stream with another id`,
+  );
+}
+
+function inputEndedError(stream: Stream): StreamfnError {
+  if (stream.state === "done" && stream.end) {
+    return endedError(stream.functionName, stream.streamId, { ...stream.end, endedAt: Date.now() });
+  }
+  return new StreamfnError(
+    "STREAM_INPUT_ENDED",
+    `stream "${stream.streamId}" of ${stream.functionName} takes no more events: its input ended (${stream.inputEnd})`,
+  );
+}

@@ -1,0 +1,104 @@
+import type { ErrorRecord } from "../api/errors.js";
+import type { EndReason, ResolvedOptions } from "../api/types.js";
+import type { EventOp, Instance } from "../instances/instance.js";
+import type { FunctionPool, SlotRequest } from "../instances/pool.js";
+
+export type StreamState = "waiting" | "running" | "done";
+export type StreamStatus = "completed" | "failed";
+/** Why a stream closed: its input's end reason, `returned` when the handler finished first, or `error`. */
+export type CloseReason = EndReason | "returned" | "error";
+
+export interface EndRecord {
+  type: "end";
+  status: StreamStatus;
+  reason: CloseReason;
+  events: number;
+  outputs: number;
+  error?: ErrorRecord;
+}
+
+/**
+ * Where a stream's outputs go: the producer's connection and any subscriber. `json` is the
+ * output already serialized once for every sink; `bytes` is set instead for binary outputs.
+ */
+export interface OutputSink {
+  output(n: number, json: string | undefined, bytes: Uint8Array | undefined): void;
+  end(record: EndRecord): void;
+  /** True while the sink's socket has too much unsent data: the stream's handler is then held. */
+  backedUp?(): boolean;
+  /** Calls `cb` once when a backed-up sink can take more. */
+  onceWritable?(cb: () => void): void;
+}
+
+/** The producer side's flow control: paused while the stream's inbox is full. */
+export interface ProducerFlow {
+  pause(): void;
+  resume(): void;
+}
+
+/** A live stream: the router's record of one (function, streamId). */
+export class Stream {
+  state: StreamState = "waiting";
+  instance: Instance | undefined;
+  request: SlotRequest | undefined;
+  /** Events accepted but not yet sent to the instance (bounded by inboxLimit and the hard cap). */
+  readonly inbox: EventOp[] = [];
+  inboxHead = 0;
+  /** Events sent to the instance that its handler has not taken yet. */
+  inflight = 0;
+  lastSeq = 0;
+  events = 0;
+  duplicates = 0;
+  outputs = 0;
+  /** Outputs delivered to a backed-up sink and not yet credited back to the handler. */
+  heldAcks = 0;
+  readonly sinks = new Set<OutputSink>();
+  producer: ProducerFlow | undefined;
+  producerPaused = false;
+  inputEnd: EndReason | undefined;
+  endSent = false;
+  cold = false;
+  readonly openedAt = Date.now();
+  boundAt: number | undefined;
+  lastEventAt = performance.now();
+  lastProgressAt = performance.now();
+  idleTimer: NodeJS.Timeout | undefined;
+  durationTimer: NodeJS.Timeout | undefined;
+  stallTimer: NodeJS.Timeout | undefined;
+  epilogueTimer: NodeJS.Timeout | undefined;
+  end: EndRecord | undefined;
+
+  constructor(
+    readonly sid: number,
+    readonly key: string,
+    readonly functionName: string,
+    readonly streamId: string,
+    readonly pool: FunctionPool,
+    readonly options: ResolvedOptions,
+  ) {}
+
+  get version(): string {
+    return this.pool.version;
+  }
+
+  get queued(): number {
+    return this.inbox.length - this.inboxHead;
+  }
+
+  /** Events the handler has not taken yet, wherever they are. */
+  get pending(): number {
+    return this.queued + this.inflight;
+  }
+
+  /** Whether an HTTP producer may add `count` events now (it gets 429 otherwise). */
+  canAccept(count: number): boolean {
+    return this.inputEnd === undefined && this.queued + count <= this.options.inboxLimit;
+  }
+
+  clearTimers(): void {
+    for (const t of [this.idleTimer, this.durationTimer, this.stallTimer, this.epilogueTimer]) {
+      if (t) clearTimeout(t);
+    }
+    this.idleTimer = this.durationTimer = this.stallTimer = this.epilogueTimer = undefined;
+  }
+}

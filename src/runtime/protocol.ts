@@ -1,0 +1,34 @@
+import type { ErrorRecord } from "../api/errors.js";
+import type { EndReason, StreamFunctionOptions } from "../api/types.js";
+
+// Messages between the router's side and a sandbox. Each postMessage carries an array of
+// these: both sides queue them and flush once per turn of the event loop, so a busy stream
+// costs one thread message per batch, not one per event.
+
+/** Router → sandbox. `s` is the router's numeric stream handle, unique per server. */
+export type ToSandbox =
+  | { k: "open"; s: number; id: string }
+  /** An event. `b` marks `d` as an ArrayBuffer (transferred) to hand over as a Uint8Array. */
+  | { k: "ev"; s: number; d: unknown; q: number; t: number; b?: 1 }
+  | { k: "end"; s: number; r: EndReason }
+  | { k: "kill"; s: number; e: ErrorRecord }
+  /** Credits for outputs the router has delivered. */
+  | { k: "ack"; s: number; n: number }
+  | { k: "ping"; t: number };
+
+/** Sandbox → router. */
+export type FromSandbox =
+  | { k: "ready"; options: StreamFunctionOptions }
+  | { k: "out"; s: number; d: unknown }
+  /** Events the handler has taken off its iterator. */
+  | { k: "pull"; s: number; n: number }
+  | { k: "done"; s: number; e?: ErrorRecord }
+  | { k: "pong"; t: number };
+
+export interface SandboxInit {
+  bundlePath: string;
+  functionName: string;
+}
+
+/** Unacknowledged outputs a stream may have in flight before its handler is paused. */
+export const kOutputWindow = 64;

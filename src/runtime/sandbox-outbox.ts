@@ -1,0 +1,79 @@
+import type { MessagePort } from "node:worker_threads";
+import type { ErrorRecord } from "../api/errors.js";
+import { isErrorCode } from "../api/errors.js";
+import type { FromSandbox } from "./protocol.js";
+
+/**
+ * Messages from a sandbox to the router, flushed once per event-loop turn. Pull credits are
+ * summed per stream within a turn, so a handler that takes 100 events costs one record.
+ */
+export class SandboxOutbox {
+  #ops: FromSandbox[] = [];
+  #pulls = new Map<number, number>();
+  #scheduled = false;
+  readonly #port: Pick<MessagePort, "postMessage">;
+  readonly #refused: (s: number, error: ErrorRecord) => void;
+
+  /** `refused` hears of a stream whose output could not be cloned; it must end that stream. */
+  constructor(port: Pick<MessagePort, "postMessage">, refused: (s: number, error: ErrorRecord) => void) {
+    this.#port = port;
+    this.#refused = refused;
+  }
+
+  send(op: FromSandbox): void {
+    this.#ops.push(op);
+    this.#schedule();
+  }
+
+  pull(s: number, n: number): void {
+    this.#pulls.set(s, (this.#pulls.get(s) ?? 0) + n);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flush);
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    const ops = this.#ops;
+    this.#ops = [];
+    // Credits go first: the router should refill inboxes before it reads outputs.
+    if (this.#pulls.size > 0) {
+      const credits: FromSandbox[] = [];
+      for (const [s, n] of this.#pulls) credits.push({ k: "pull", s, n });
+      this.#pulls.clear();
+      ops.unshift(...credits);
+    }
+    if (ops.length === 0) return;
+    try {
+      this.#port.postMessage(ops);
+    } catch {
+      // One output that cannot be cloned (a function, a symbol) must not sink the batch:
+      // send one by one and fail only the stream whose output was refused.
+      for (const op of ops) {
+        try {
+          this.#port.postMessage([op]);
+        } catch (err) {
+          if (op.k === "out") {
+            this.#refused(op.s, {
+              code: "OUTPUT_NOT_SERIALIZABLE",
+              message: `output could not be sent: ${err instanceof Error ? err.message : String(err)}`,
+            });
+          }
+        }
+      }
+    }
+  };
+}
+
+export function toErrorRecord(err: unknown): ErrorRecord {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    // Platform codes pass through (an abort the router asked for); anything else the handler threw is HANDLER_ERROR.
+    return { code: isErrorCode(code) && code !== "INTERNAL" ? code : "HANDLER_ERROR", message: err.message || err.name };
+  }
+  return { code: "HANDLER_ERROR", message: String(err) };
+}

@@ -1,0 +1,119 @@
+// Runs inside a sandbox thread: loads one function bundle and drives one handler invocation
+// per stream. Nothing here may assume it shares memory with the router.
+import { parentPort, workerData } from "node:worker_threads";
+import { pathToFileURL } from "node:url";
+import { isStreamFunction } from "../api/define.js";
+import type { ErrorRecord } from "../api/errors.js";
+import type { StreamFunction } from "../api/types.js";
+import { SandboxOutbox, toErrorRecord } from "./sandbox-outbox.js";
+import { StreamRun, prefixedLogger } from "./stream-driver.js";
+import type { SandboxInit, ToSandbox } from "./protocol.js";
+import { kOutputWindow } from "./protocol.js";
+
+const port = parentPort;
+if (!port) throw new Error("worker-main must run in a worker thread");
+const init = workerData as SandboxInit;
+
+interface Live {
+  run: StreamRun;
+  unacked: number;
+  resume: (() => void) | undefined;
+}
+
+const live = new Map<number, Live>();
+const outbox = new SandboxOutbox(port, (s, error) => {
+  const entry = live.get(s);
+  entry?.run.abort(Object.assign(new Error(error.message), { code: error.code }));
+  finish(s, error);
+});
+
+process.on("unhandledRejection", (reason) => {
+  console.warn(`[${init.functionName}] unhandled promise rejection in function code:`, reason);
+});
+
+let fn: StreamFunction;
+try {
+  const mod = (await import(pathToFileURL(init.bundlePath).href)) as { default?: unknown };
+  if (!isStreamFunction(mod.default)) {
+    throw Object.assign(
+      new Error(`${init.functionName}: the default export is not a stream function (use defineStreamFunction)`),
+      { code: "INVALID_FUNCTION" },
+    );
+  }
+  fn = mod.default;
+} catch (err) {
+  // The error event carries it to the pool, which reports the load failure.
+  throw err;
+}
+outbox.send({ k: "ready", options: fn.options });
+
+function open(s: number, streamId: string): void {
+  const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, resume: undefined };
+  const sink = {
+    output(value: unknown): void | Promise<void> {
+      outbox.send({ k: "out", s, d: value });
+      if (++entry.unacked < kOutputWindow) return undefined;
+      return new Promise<void>((resolve) => {
+        entry.resume = resolve;
+      });
+    },
+    pulled(n: number): void {
+      outbox.pull(s, n);
+    },
+  };
+  entry.run = new StreamRun(init.functionName, streamId, sink, prefixedLogger(`[${init.functionName}/${streamId}]`));
+  live.set(s, entry);
+  entry.run.drive(fn, sink).then(
+    () => finish(s, undefined),
+    (err: unknown) => finish(s, toErrorRecord(err)),
+  );
+}
+
+function finish(s: number, e: ErrorRecord | undefined): void {
+  const entry = live.get(s);
+  if (!entry) return; // killed earlier: the router already ended it
+  live.delete(s);
+  outbox.send(e ? { k: "done", s, e } : { k: "done", s });
+}
+
+port.on("message", (batch: ToSandbox[]) => {
+  for (const op of batch) {
+    switch (op.k) {
+      case "ev": {
+        const entry = live.get(op.s);
+        if (!entry) break;
+        if (op.b === 1) op.d = new Uint8Array(op.d as ArrayBuffer);
+        entry.run.channel.push(op);
+        break;
+      }
+      case "open":
+        open(op.s, op.id);
+        break;
+      case "end":
+        live.get(op.s)?.run.channel.end(op.r);
+        break;
+      case "ack": {
+        const entry = live.get(op.s);
+        if (!entry) break;
+        entry.unacked -= op.n;
+        if (entry.resume && entry.unacked < kOutputWindow) {
+          const resume = entry.resume;
+          entry.resume = undefined;
+          resume();
+        }
+        break;
+      }
+      case "kill": {
+        const entry = live.get(op.s);
+        if (!entry) break;
+        live.delete(op.s);
+        entry.run.abort(Object.assign(new Error(op.e.message), { code: op.e.code }));
+        entry.resume?.();
+        break;
+      }
+      case "ping":
+        outbox.send({ k: "pong", t: op.t });
+        break;
+    }
+  }
+});
