@@ -1,3 +1,4 @@
+import { preciseNow } from "../runtime/clock.js";
 import { StreamRun, prefixedLogger } from "../runtime/stream-driver.js";
 import type { EndReason, StreamFunction } from "./types.js";
 
@@ -30,7 +31,7 @@ export async function runStream<In, Out>(
   const run = new StreamRun(functionName, streamId, sink, prefixedLogger(`[${functionName}/${streamId}]`));
   const feeding = (async () => {
     let seq = 0;
-    for await (const data of events) run.channel.push({ d: data, q: ++seq, t: Date.now() });
+    for await (const data of events) run.channel.push({ d: data, q: ++seq, t: preciseNow() });
     run.channel.end(options.endReason ?? "end");
   })();
   try {

@@ -42,7 +42,7 @@ export type ResolvedOptions = Required<StreamFunctionOptions>;
 export interface EventMeta {
   /** The event's sequence number: the producer's `seq`, or its arrival position when none was given. */
   seq: number;
-  /** When the platform received the event (ms since the epoch). */
+  /** When the platform received the event (ms since the epoch, sub-millisecond precision). */
   receivedAt: number;
 }
 

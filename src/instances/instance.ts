@@ -12,7 +12,8 @@ export interface SlotTenant {
   readonly streamId: string;
   /** The handler took `n` events. */
   onPull(n: number): void;
-  onOutput(data: unknown): void;
+  /** `eventAt` is the arrival stamp of the event the handler held when it produced this output. */
+  onOutput(data: unknown, eventAt: number): void;
   /** The handler finished; `error` if it failed. Called at most once. */
   onDone(error: ErrorRecord | undefined): void;
 }
@@ -155,7 +156,7 @@ export class Instance {
           this.tenants.get(op.s)?.onPull(op.n);
           break;
         case "out":
-          this.tenants.get(op.s)?.onOutput(op.d);
+          this.tenants.get(op.s)?.onOutput(op.d, op.t);
           break;
         case "done": {
           const tenant = this.tenants.get(op.s);

@@ -4,6 +4,7 @@ import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason } from "../api/types.js";
 import type { EventOp, Instance, SlotTenant } from "../instances/instance.js";
 import type { FunctionPool } from "../instances/pool.js";
+import { preciseNow } from "../runtime/clock.js";
 import { EndedStreams } from "./ended-streams.js";
 import type { EndedStream } from "./ended-streams.js";
 import { Stream } from "./stream.js";
@@ -19,7 +20,8 @@ export interface RouterObserver {
   streamBound?(stream: Stream, waitedMs: number): void;
   streamClosed?(stream: Stream, record: EndRecord): void;
   eventsIn?(stream: Stream, count: number): void;
-  outputOut?(stream: Stream): void;
+  /** `latencyMs`: from the arrival of the event the handler held to this output leaving the router. */
+  outputOut?(stream: Stream, latencyMs: number | undefined): void;
 }
 
 export interface RouterOptions {
@@ -27,6 +29,8 @@ export interface RouterOptions {
   endedRetentionMs?: number;
   /** At most this many ended streams are remembered. Default 100 000. */
   endedRetentionMax?: number;
+  /** Outputs kept per stream for subscribers resuming from an output number. Default 128; 0 keeps none. */
+  outputRetention?: number;
 }
 
 export interface PushResult {
@@ -50,12 +54,14 @@ export class Router {
   readonly #ended: EndedStreams;
   readonly #catalog: FunctionCatalog;
   readonly #observer: RouterObserver;
+  readonly #outputRetention: number;
   #nextSid = 1;
   #closing = false;
 
   constructor(catalog: FunctionCatalog, observer: RouterObserver = {}, options: RouterOptions = {}) {
     this.#catalog = catalog;
     this.#observer = observer;
+    this.#outputRetention = options.outputRetention ?? 128;
     this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000);
   }
 
@@ -97,13 +103,13 @@ export class Router {
     const ended = this.#ended.get(key);
     if (ended) throw endedError(functionName, id, ended);
 
-    const stream = new Stream(this.#nextSid++, key, functionName, id, pool, pool.options);
+    const stream = new Stream(this.#nextSid++, key, functionName, id, pool, pool.options, this.#outputRetention);
     if (sink) stream.sinks.add(sink);
     const tenant: SlotTenant = {
       sid: stream.sid,
       streamId: id,
       onPull: (n) => this.#onPull(stream, n),
-      onOutput: (data) => this.#onOutput(stream, data),
+      onOutput: (data, eventAt) => this.#onOutput(stream, data, eventAt),
       onDone: (error) => this.#close(stream, error),
     };
     stream.request = {
@@ -157,8 +163,8 @@ export class Router {
     stream.events++;
     stream.lastEventAt = performance.now();
     const op: EventOp = binary
-      ? { k: "ev", s: stream.sid, d: data, q, t: Date.now(), b: 1 }
-      : { k: "ev", s: stream.sid, d: data, q, t: Date.now() };
+      ? { k: "ev", s: stream.sid, d: data, q, t: preciseNow(), b: 1 }
+      : { k: "ev", s: stream.sid, d: data, q, t: preciseNow() };
     stream.inbox.push(op);
     this.#observer.eventsIn?.(stream, 1);
     if (stream.state === "running") this.#deliver(stream);
@@ -267,7 +273,7 @@ export class Router {
     if (stream.producerPaused && stream.queued <= stream.options.inboxLimit >> 1) this.#resumeProducer(stream);
   }
 
-  #onOutput(stream: Stream, data: unknown): void {
+  #onOutput(stream: Stream, data: unknown, eventAt: number): void {
     if (stream.state === "done") return;
     let json: string | undefined;
     let bytes: Uint8Array | undefined;
@@ -286,12 +292,13 @@ export class Router {
       if (json === undefined) json = "null";
     }
     const n = ++stream.outputs;
+    stream.retain(n, json, bytes);
     let backedUp: OutputSink | undefined;
     for (const sink of stream.sinks) {
       sink.output(n, json, bytes);
       if (sink.backedUp?.()) backedUp = sink;
     }
-    this.#observer.outputOut?.(stream);
+    this.#observer.outputOut?.(stream, eventAt > 0 ? preciseNow() - eventAt : undefined);
     if (backedUp === undefined) {
       stream.instance?.ackOutput(stream.sid);
       return;

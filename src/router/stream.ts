@@ -36,6 +36,8 @@ export interface ProducerFlow {
   resume(): void;
 }
 
+export type RetainedOutput = { n: number; json: string; bytes?: undefined } | { n: number; bytes: Uint8Array; json?: undefined };
+
 /** A live stream: the router's record of one (function, streamId). */
 export class Stream {
   state: StreamState = "waiting";
@@ -75,6 +77,7 @@ export class Stream {
     readonly streamId: string,
     readonly pool: FunctionPool,
     readonly options: ResolvedOptions,
+    readonly outputRetention: number,
   ) {}
 
   get version(): string {
@@ -93,6 +96,19 @@ export class Stream {
   /** Whether an HTTP producer may add `count` events now (it gets 429 otherwise). */
   canAccept(count: number): boolean {
     return this.inputEnd === undefined && this.queued + count <= this.options.inboxLimit;
+  }
+
+  /**
+   * The last `outputRetention` outputs, so a subscriber that (re)connects can resume from an
+   * output number. Kept while the stream lives and, after it ends, in its ended record.
+   */
+  retained: RetainedOutput[] = [];
+
+  retain(n: number, json: string | undefined, bytes: Uint8Array | undefined): void {
+    const cap = this.outputRetention;
+    if (cap === 0) return;
+    if (this.retained.length >= cap) this.retained.shift();
+    this.retained.push(bytes ? { n, bytes } : { n, json: json! });
   }
 
   clearTimers(): void {

@@ -19,7 +19,8 @@ export type ToSandbox =
 /** Sandbox → router. */
 export type FromSandbox =
   | { k: "ready"; options: StreamFunctionOptions }
-  | { k: "out"; s: number; d: unknown }
+  /** An output; `t` is the arrival stamp of the event the handler held when it yielded (0: none yet). */
+  | { k: "out"; s: number; d: unknown; t: number }
   /** Events the handler has taken off its iterator. */
   | { k: "pull"; s: number; n: number }
   | { k: "done"; s: number; e?: ErrorRecord }

@@ -51,7 +51,7 @@ function open(s: number, streamId: string): void {
   const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, resume: undefined };
   const sink = {
     output(value: unknown): void | Promise<void> {
-      outbox.send({ k: "out", s, d: value });
+      outbox.send({ k: "out", s, d: value, t: entry.run.ctx.event.receivedAt });
       if (++entry.unacked < kOutputWindow) return undefined;
       return new Promise<void>((resolve) => {
         entry.resume = resolve;
