@@ -193,7 +193,7 @@ async function flow(tag: string, name: string, streams: number, eventsPerStream:
   log(
     `${tag} ${name} ${streams}×${eventsPerStream}${window > 1 ? ` window ${window}` : ""}: ${fmt(figures.eventsPerSec)} events/s, ` +
       `overhead ${fmt(figures.overheadUs)} µs/event (p50 ${fmt(figures.overheadP50Us)}, p99 ${fmt(figures.overheadP99Us)}), ` +
-      `server CPU ${fmt(figures.serverCpuUs)} µs/event (main thread ${fmt(figures.mainCpuUs)}), client CPU ${fmt(figures.clientCpuUs)} µs/event`,
+      `server CPU ${fmt(figures.serverCpuUs)} µs/event (main thread ${fmt(figures.mainCpuUs)}), ${fmt(figures.wakeupsPerEvent, 2)} wake-ups/event, client CPU ${fmt(figures.clientCpuUs)} µs/event`,
   );
   return figures;
 }
@@ -216,6 +216,7 @@ function flowFigures(served: FlowResult, floor: FlowResult, a: ServerStats, b: S
     overheadP99Us: p99 - f99,
     serverCpuUs: cpu.totalUs / served.events,
     mainCpuUs: cpu.mainUs / served.events,
+    wakeupsPerEvent: cpu.wakeups / served.events,
     clientCpuUs: (client.user + client.system) / served.events,
     rssMiB: b.rssBytes / 2 ** 20,
   };

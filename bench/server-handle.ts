@@ -73,9 +73,10 @@ export class ServerHandle {
 }
 
 /** CPU µs the server used between two snapshots: all threads, and the main thread alone. */
-export function cpuBetween(a: ServerStats, b: ServerStats): { totalUs: number; mainUs: number } {
+export function cpuBetween(a: ServerStats, b: ServerStats): { totalUs: number; mainUs: number; wakeups: number } {
   return {
     totalUs: b.userUs + b.systemUs - (a.userUs + a.systemUs),
     mainUs: b.mainThreadUs - a.mainThreadUs,
+    wakeups: b.wakeups - a.wakeups,
   };
 }

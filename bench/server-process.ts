@@ -2,7 +2,7 @@
 // are its own. It answers the load generator's questions (CPU, memory, instances) over the
 // fork IPC channel; nothing here is part of the product.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { StreamfnServer } from "../src/server/server.js";
 
 export interface ServerStats {
@@ -11,6 +11,8 @@ export interface ServerStats {
   systemUs: number;
   /** The main (router + gateway) thread alone, from /proc, in µs (10 ms resolution). */
   mainThreadUs: number;
+  /** Voluntary context switches of all threads: how often they blocked and were woken again. */
+  wakeups: number;
   rssBytes: number;
   /** Peak RSS since the process started (VmHWM). */
   peakRssBytes: number;
@@ -75,6 +77,7 @@ function collect(): ServerStats {
     userUs: cpu.user,
     systemUs: cpu.system,
     mainThreadUs: mainThreadTicks() * tickUs,
+    wakeups: voluntarySwitches(),
     rssBytes: mem.rss,
     peakRssBytes: peakRss(),
     heapUsedBytes: mem.heapUsed,
@@ -93,6 +96,23 @@ function mainThreadTicks(): number {
   } catch {
     return Number.NaN;
   }
+}
+
+function voluntarySwitches(): number {
+  let sum = 0;
+  try {
+    for (const tid of readdirSync("/proc/self/task")) {
+      try {
+        const m = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"));
+        if (m) sum += Number(m[1]);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    return Number.NaN;
+  }
+  return sum;
 }
 
 function peakRss(): number {

@@ -86,9 +86,10 @@ export class WebSocketGateway {
             `message of ${data.byteLength} bytes exceeds maxEventBytes (${stream.options.maxEventBytes}) of ${stream.functionName}`,
           );
         }
-        const env = parseEnvelope(data.toString("utf8"));
+        const text = data.toString("utf8");
+        const env = parseEnvelope(text);
         if (env.end) router.endInput(stream, "end");
-        else router.push(stream, env.data, env.seq, false, data.byteLength);
+        else router.push(stream, env.data, env.seq, false, data.byteLength, text);
       } catch (err) {
         sink.error(toRecord(err), seqHint(data, isBinary));
       }

@@ -1,10 +1,14 @@
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
+import { kOutputWindow } from "../runtime/protocol.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
-
-export type EventOp = Extract<ToSandbox, { k: "ev" }>;
 import type { Sandbox, SandboxExit } from "./sandbox.js";
 import { ThreadSandbox } from "./thread-sandbox.js";
+
+export type EventOp = Extract<ToSandbox, { k: "ev" }>;
+
+/** Pending output credits of one stream that make a batch go without waiting for other traffic. */
+const kAckFlushAt = kOutputWindow >> 1;
 
 /** The router's side of one stream bound to an instance slot. */
 export interface SlotTenant {
@@ -12,8 +16,11 @@ export interface SlotTenant {
   readonly streamId: string;
   /** The handler took `n` events. */
   onPull(n: number): void;
-  /** `eventAt` is the arrival stamp of the event the handler held when it produced this output. */
-  onOutput(data: unknown, eventAt: number): void;
+  /**
+   * An output: its JSON text, or the bytes of a binary output. `eventAt` is the arrival stamp
+   * of the event the handler held when it produced this output.
+   */
+  onOutput(data: string | Uint8Array, eventAt: number): void;
   /** The handler finished; `error` if it failed. Called at most once. */
   onDone(error: ErrorRecord | undefined): void;
 }
@@ -100,10 +107,16 @@ export class Instance {
     this.#queue({ k: "end", s: sid, r: reason });
   }
 
-  /** Output credits, summed per stream until the next flush. */
+  /**
+   * Output credits, summed per stream. They ride along with the next batch that goes anyway
+   * (usually the stream's next event) and only force a message of their own once a stream has
+   * half its output window waiting: a handler is held only at a full window, so it never waits
+   * on them, and a stream with one event in flight costs one thread message per event, not two.
+   */
   ackOutput(sid: number): void {
-    this.#acks.set(sid, (this.#acks.get(sid) ?? 0) + 1);
-    if (!this.#scheduled) {
+    const n = (this.#acks.get(sid) ?? 0) + 1;
+    this.#acks.set(sid, n);
+    if (n >= kAckFlushAt && !this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#flush);
     }
@@ -112,6 +125,7 @@ export class Instance {
   /** Gives up on a stream: its handler is aborted and its slot is free at once. */
   kill(sid: number, error: ErrorRecord): void {
     if (!this.tenants.delete(sid)) return;
+    this.#acks.delete(sid);
     this.#queue({ k: "kill", s: sid, e: error });
     this.#slotFreed();
   }
@@ -162,6 +176,7 @@ export class Instance {
           const tenant = this.tenants.get(op.s);
           if (!tenant) break;
           this.tenants.delete(op.s);
+          this.#acks.delete(op.s);
           tenant.onDone(op.e);
           this.#slotFreed();
           break;

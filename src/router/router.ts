@@ -136,8 +136,12 @@ export class Router {
    * Accepts one event. `data` is a parsed JSON value, or an ArrayBuffer when `binary` (moved
    * to the instance, never copied). Throws for a stream whose input ended, an oversized event,
    * a bad seq, or an inbox past its hard cap.
+   *
+   * `envelopeText`, when the gateway has it, is the JSON text of the envelope `data` came from.
+   * It goes to the instance in place of `data` and is parsed there: a string crosses threads
+   * for a fraction of what cloning the parsed value costs, which takes work off this thread.
    */
-  push(stream: Stream, data: unknown, seq: number | undefined, binary: boolean, bytes: number): PushResult {
+  push(stream: Stream, data: unknown, seq: number | undefined, binary: boolean, bytes: number, envelopeText?: string): PushResult {
     if (stream.inputEnd !== undefined || stream.state === "done") {
       throw inputEndedError(stream);
     }
@@ -164,7 +168,9 @@ export class Router {
     stream.lastEventAt = performance.now();
     const op: EventOp = binary
       ? { k: "ev", s: stream.sid, d: data, q, t: preciseNow(), b: 1 }
-      : { k: "ev", s: stream.sid, d: data, q, t: preciseNow() };
+      : envelopeText !== undefined
+        ? { k: "ev", s: stream.sid, d: envelopeText, q, t: preciseNow(), e: 1 }
+        : { k: "ev", s: stream.sid, d: data, q, t: preciseNow() };
     stream.inbox.push(op);
     this.#observer.eventsIn?.(stream, 1);
     if (stream.state === "running") this.#deliver(stream);
@@ -273,24 +279,11 @@ export class Router {
     if (stream.producerPaused && stream.queued <= stream.options.inboxLimit >> 1) this.#resumeProducer(stream);
   }
 
-  #onOutput(stream: Stream, data: unknown, eventAt: number): void {
+  /** `data` is the output's JSON text (the sandbox serialized it) or a binary output's bytes. */
+  #onOutput(stream: Stream, data: string | Uint8Array, eventAt: number): void {
     if (stream.state === "done") return;
-    let json: string | undefined;
-    let bytes: Uint8Array | undefined;
-    if (data instanceof Uint8Array) {
-      bytes = data;
-    } else {
-      try {
-        json = JSON.stringify(data);
-      } catch (err) {
-        this.fail(stream, {
-          code: "OUTPUT_NOT_SERIALIZABLE",
-          message: `output ${stream.outputs + 1} is not JSON-serializable: ${(err as Error).message}`,
-        });
-        return;
-      }
-      if (json === undefined) json = "null";
-    }
+    const json = typeof data === "string" ? data : undefined;
+    const bytes = typeof data === "string" ? undefined : data;
     const n = ++stream.outputs;
     stream.retain(n, json, bytes);
     let backedUp: OutputSink | undefined;

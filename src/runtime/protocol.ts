@@ -8,8 +8,11 @@ import type { EndReason, StreamFunctionOptions } from "../api/types.js";
 /** Router → sandbox. `s` is the router's numeric stream handle, unique per server. */
 export type ToSandbox =
   | { k: "open"; s: number; id: string }
-  /** An event. `b` marks `d` as an ArrayBuffer (transferred) to hand over as a Uint8Array. */
-  | { k: "ev"; s: number; d: unknown; q: number; t: number; b?: 1 }
+  /**
+   * An event. `b` marks `d` as an ArrayBuffer (transferred) to hand over as a Uint8Array; `e`
+   * marks `d` as the JSON text of the event's envelope, whose `data` is the payload.
+   */
+  | { k: "ev"; s: number; d: unknown; q: number; t: number; b?: 1; e?: 1 }
   | { k: "end"; s: number; r: EndReason }
   | { k: "kill"; s: number; e: ErrorRecord }
   /** Credits for outputs the router has delivered. */
@@ -19,8 +22,12 @@ export type ToSandbox =
 /** Sandbox → router. */
 export type FromSandbox =
   | { k: "ready"; options: StreamFunctionOptions }
-  /** An output; `t` is the arrival stamp of the event the handler held when it yielded (0: none yet). */
-  | { k: "out"; s: number; d: unknown; t: number }
+  /**
+   * An output: its JSON text, or a Uint8Array for a binary output. Serialized here, in the
+   * sandbox, so the router's thread neither clones an object graph nor stringifies it.
+   * `t` is the arrival stamp of the event the handler held when it yielded (0: none yet).
+   */
+  | { k: "out"; s: number; d: string | Uint8Array; t: number }
   /** Events the handler has taken off its iterator. */
   | { k: "pull"; s: number; n: number }
   | { k: "done"; s: number; e?: ErrorRecord }

@@ -51,8 +51,8 @@ export class SandboxOutbox {
     try {
       this.#port.postMessage(ops);
     } catch {
-      // One output that cannot be cloned (a function, a symbol) must not sink the batch:
-      // send one by one and fail only the stream whose output was refused.
+      // Outputs travel as JSON text or bytes, so this should not happen; if one op still cannot
+      // be cloned it must not sink the batch: send one by one and fail only that op's stream.
       for (const op of ops) {
         try {
           this.#port.postMessage([op]);

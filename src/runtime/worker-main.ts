@@ -17,6 +17,7 @@ const init = workerData as SandboxInit;
 interface Live {
   run: StreamRun;
   unacked: number;
+  outputs: number;
   resume: (() => void) | undefined;
 }
 
@@ -48,10 +49,11 @@ try {
 outbox.send({ k: "ready", options: fn.options });
 
 function open(s: number, streamId: string): void {
-  const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, resume: undefined };
+  const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, outputs: 0, resume: undefined };
   const sink = {
     output(value: unknown): void | Promise<void> {
-      outbox.send({ k: "out", s, d: value, t: entry.run.ctx.event.receivedAt });
+      entry.outputs++;
+      outbox.send({ k: "out", s, d: serializeOutput(value, entry.outputs), t: entry.run.ctx.event.receivedAt });
       if (++entry.unacked < kOutputWindow) return undefined;
       return new Promise<void>((resolve) => {
         entry.resume = resolve;
@@ -69,6 +71,24 @@ function open(s: number, streamId: string): void {
   );
 }
 
+/**
+ * An output as it travels: JSON text, or the bytes of a binary output. Serializing here keeps
+ * the work on the instance's thread; a value JSON cannot express fails the stream (the handler's
+ * loop is left through its `finally`).
+ */
+function serializeOutput(value: unknown, n: number): string | Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    throw Object.assign(new Error(`output ${n} is not JSON-serializable: ${(err as Error).message}`), {
+      code: "OUTPUT_NOT_SERIALIZABLE",
+    });
+  }
+  return json ?? "null";
+}
+
 function finish(s: number, e: ErrorRecord | undefined): void {
   const entry = live.get(s);
   if (!entry) return; // killed earlier: the router already ended it
@@ -83,6 +103,7 @@ port.on("message", (batch: ToSandbox[]) => {
         const entry = live.get(op.s);
         if (!entry) break;
         if (op.b === 1) op.d = new Uint8Array(op.d as ArrayBuffer);
+        else if (op.e === 1) op.d = (JSON.parse(op.d as string) as { data: unknown }).data;
         entry.run.channel.push(op);
         break;
       }
