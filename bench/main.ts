@@ -30,6 +30,7 @@ const kUsage = `usage: npm run bench -- [options]
   --latency-events N    events of the single-stream latency scenario (default 2000)
   --starts N            warm starts measured per run (default 200; cold starts: N/10)
   --idle-streams N      concurrently open idle streams (default 10000)
+  --concurrency N       stream slots per instance of the flow scenarios' function (default: its own, 16)
   --profile             run the server under --cpu-prof and print its hottest functions
   --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)`;
 
@@ -46,6 +47,7 @@ const { values: args } = parseArgs({
     "latency-events": { type: "string" },
     starts: { type: "string" },
     "idle-streams": { type: "string" },
+    concurrency: { type: "string" },
     profile: { type: "boolean", default: false },
     write: { type: "boolean" },
     "no-write": { type: "boolean", default: false },
@@ -71,6 +73,7 @@ const config: BenchConfig = {
   warmStarts: int("starts", quick ? 40 : 200),
   coldStarts: Math.max(3, Math.round(int("starts", quick ? 40 : 200) / 10)),
   idleStreams: int("idle-streams", quick ? 1000 : 10_000),
+  concurrency: args.concurrency === undefined ? undefined : int("concurrency", 16),
   payloads: payloadKinds(args.payload),
   scenarios: scenarioList(args.only),
 };
@@ -93,7 +96,10 @@ log(`streamfn bench: ${config.command}`);
 log(`runs ${config.runs}; scenarios ${config.scenarios.join(", ")}; payloads ${config.payloads.join(", ")}; load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")}`);
 
 const fn = await loadFunction(join(functionsDir, "echo.ts"), "echo");
-const server = await ServerHandle.start(functionsDir, cacheDir, profileDir ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${profileDir}`] : []);
+const server = await ServerHandle.start(functionsDir, cacheDir, {
+  nodeFlags: profileDir ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${profileDir}`] : [],
+  overrides: config.concurrency ? { echo: { concurrency: config.concurrency } } : {},
+});
 log(`server pid ${server.pid} on port ${server.port}`);
 
 const perRun: Record<string, FlowFigures[]> = {};

@@ -13,6 +13,8 @@ export interface BenchConfig {
   warmStarts: number;
   coldStarts: number;
   idleStreams: number;
+  /** Stream slots per instance for the flow scenarios, when set on the command line. */
+  concurrency: number | undefined;
   payloads: ("json" | "binary")[];
   scenarios: string[];
 }

@@ -1,6 +1,7 @@
 import { fork } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { StreamFunctionOptions } from "../src/api/types.js";
 import type { FromServer, ServerStats, ToServer } from "./server-process.js";
 
 const kEntry = fileURLToPath(new URL("./server-process.js", import.meta.url));
@@ -26,9 +27,13 @@ export class ServerHandle {
   }
 
   /** Forks the server on a free loopback port; `nodeFlags` such as `--cpu-prof` go to its node. */
-  static start(functionsDir: string, cacheDir: string, nodeFlags: string[] = []): Promise<ServerHandle> {
-    const child = fork(kEntry, [functionsDir, cacheDir], {
-      execArgv: nodeFlags,
+  static start(
+    functionsDir: string,
+    cacheDir: string,
+    options: { nodeFlags?: string[]; overrides?: Record<string, StreamFunctionOptions> } = {},
+  ): Promise<ServerHandle> {
+    const child = fork(kEntry, [functionsDir, cacheDir, JSON.stringify(options.overrides ?? {})], {
+      execArgv: options.nodeFlags ?? [],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -3,6 +3,7 @@
 // fork IPC channel; nothing here is part of the product.
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
+import type { StreamFunctionOptions } from "../src/api/types.js";
 import { StreamfnServer } from "../src/server/server.js";
 
 export interface ServerStats {
@@ -25,9 +26,9 @@ export interface ServerStats {
 export type ToServer = { type: "stats"; id: number } | { type: "stop" };
 export type FromServer = { type: "ready"; port: number } | { type: "stats"; id: number; stats: ServerStats };
 
-const [functionsDir, cacheDir] = process.argv.slice(2);
+const [functionsDir, cacheDir, overridesJson] = process.argv.slice(2);
 if (!functionsDir || !cacheDir || !process.send) {
-  throw new Error("usage: forked with IPC, args <functionsDir> <cacheDir>");
+  throw new Error("usage: forked with IPC, args <functionsDir> <cacheDir> [overrides JSON]");
 }
 const send = process.send.bind(process) as (m: FromServer) => boolean;
 
@@ -39,6 +40,7 @@ const server = await StreamfnServer.start({
   port: 0,
   host: "127.0.0.1",
   graceMs: 0,
+  overrides: overridesJson ? (JSON.parse(overridesJson) as Record<string, StreamFunctionOptions>) : undefined,
   log: (line) => process.stderr.write(`[server] ${line}\n`),
 });
 
