@@ -31,6 +31,7 @@ const kUsage = `usage: npm run bench -- [options]
   --starts N            warm starts measured per run (default 200; cold starts: N/10)
   --idle-streams N      concurrently open idle streams (default 10000)
   --concurrency N       stream slots per instance of the flow scenarios' function (default: its own, 16)
+  --no-reference        skip the inline ws reference server (run by default after each flow)
   --profile             run the server under --cpu-prof and print its hottest functions
   --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)`;
 
@@ -49,6 +50,7 @@ const { values: args } = parseArgs({
     "idle-streams": { type: "string" },
     concurrency: { type: "string" },
     profile: { type: "boolean", default: false },
+    "no-reference": { type: "boolean", default: false },
     write: { type: "boolean" },
     "no-write": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
@@ -75,6 +77,7 @@ const config: BenchConfig = {
   idleStreams: int("idle-streams", quick ? 1000 : 10_000),
   concurrency: args.concurrency === undefined ? undefined : int("concurrency", 16),
   payloads: payloadKinds(args.payload),
+  reference: !args["no-reference"],
   scenarios: scenarioList(args.only),
 };
 const write = args.write ?? (!args["no-write"] && !quick);
@@ -169,6 +172,11 @@ async function warmUp(): Promise<void> {
       await runFlow(producers, events, window, payloads[kind], untimed);
       await Promise.all(producers.map((p) => p.end()));
       await runFloor(fn, streams, events, floorEvents[kind]);
+      if (config.reference) {
+        const inline = await connectMany(() => server.inlineUrl, streams, 50);
+        await runFlow(inline, events, window, payloads[kind], untimed);
+        await Promise.all(inline.map((p) => p.end()));
+      }
     }
   }
 }
@@ -179,37 +187,55 @@ async function warmUp(): Promise<void> {
  */
 async function flow(tag: string, name: string, streams: number, eventsPerStream: number, window: number, kind: "json" | "binary"): Promise<FlowFigures> {
   const floor = await runFloor(fn, streams, eventsPerStream, floorEvents[kind]);
-  const producers = await connectMany(() => `${server.wsBase}/echo/streams`, streams, 50);
+  const served = await measure(() => `${server.wsBase}/echo/streams`, streams, eventsPerStream, window, kind);
+  const reference = config.reference ? await measure(() => server.inlineUrl, streams, eventsPerStream, window, kind) : undefined;
+  const figures = flowFigures(served, floor, reference);
+  log(
+    `${tag} ${name} ${streams}×${eventsPerStream}${window > 1 ? ` window ${window}` : ""}: ${fmt(figures.eventsPerSec)} events/s, ` +
+      `overhead ${fmt(figures.overheadUs)} µs/event (p50 ${fmt(figures.overheadP50Us)}, p99 ${fmt(figures.overheadP99Us)}), ` +
+      `server CPU ${fmt(figures.serverCpuUs)} µs/event (main thread ${fmt(figures.mainCpuUs)}), ${fmt(figures.wakeupsPerEvent, 2)} wake-ups/event, client CPU ${fmt(figures.clientCpuUs)} µs/event` +
+      (reference ? `; inline ws reference: ${fmt(figures.refEventsPerSec)} events/s, server CPU ${fmt(figures.refServerCpuUs)} µs/event` : ""),
+  );
+  return figures;
+}
+
+interface Measured {
+  flow: FlowResult;
+  before: ServerStats;
+  after: ServerStats;
+  client: NodeJS.CpuUsage;
+}
+
+/** Connects the producers, drives them, and reads both processes' counters around exactly the measured span. */
+async function measure(url: () => string, streams: number, eventsPerStream: number, window: number, kind: "json" | "binary"): Promise<Measured> {
+  const producers = await connectMany(url, streams, 50);
   let before: ServerStats | undefined;
   let after: ServerStats | undefined;
   let clientBefore: NodeJS.CpuUsage | undefined;
-  let clientCpu: NodeJS.CpuUsage | undefined;
-  const served = await runFlow(producers, eventsPerStream, window, payloads[kind], {
+  let client: NodeJS.CpuUsage | undefined;
+  const result = await runFlow(producers, eventsPerStream, window, payloads[kind], {
     start: async () => {
       before = await server.stats();
       clientBefore = process.cpuUsage();
     },
     stop: async () => {
-      clientCpu = process.cpuUsage(clientBefore);
+      client = process.cpuUsage(clientBefore);
       after = await server.stats();
     },
   });
   await Promise.all(producers.map((p) => p.end()));
-  const figures = flowFigures(served, floor, before!, after!, clientCpu!);
-  log(
-    `${tag} ${name} ${streams}×${eventsPerStream}${window > 1 ? ` window ${window}` : ""}: ${fmt(figures.eventsPerSec)} events/s, ` +
-      `overhead ${fmt(figures.overheadUs)} µs/event (p50 ${fmt(figures.overheadP50Us)}, p99 ${fmt(figures.overheadP99Us)}), ` +
-      `server CPU ${fmt(figures.serverCpuUs)} µs/event (main thread ${fmt(figures.mainCpuUs)}), ${fmt(figures.wakeupsPerEvent, 2)} wake-ups/event, client CPU ${fmt(figures.clientCpuUs)} µs/event`,
-  );
-  return figures;
+  return { flow: result, before: before!, after: after!, client: client! };
 }
 
-function flowFigures(served: FlowResult, floor: FlowResult, a: ServerStats, b: ServerStats, client: NodeJS.CpuUsage): FlowFigures {
+function flowFigures(m: Measured, floor: FlowResult, ref: Measured | undefined): FlowFigures {
+  const served = m.flow;
   const [p50, p99] = percentiles(served.latencyUs, [50, 99]) as [number, number];
   const [f50, f99] = percentiles(floor.latencyUs, [50, 99]) as [number, number];
-  const cpu = cpuBetween(a, b);
+  const cpu = cpuBetween(m.before, m.after);
+  const refCpu = ref ? cpuBetween(ref.before, ref.after) : undefined;
   const wallUs = (served.wallMs * 1000) / served.events;
   const floorUs = (floor.wallMs * 1000) / floor.events;
+  const client = m.client;
   return {
     eventsPerSec: served.events / (served.wallMs / 1000),
     wallUs,
@@ -224,7 +250,11 @@ function flowFigures(served: FlowResult, floor: FlowResult, a: ServerStats, b: S
     mainCpuUs: cpu.mainUs / served.events,
     wakeupsPerEvent: cpu.wakeups / served.events,
     clientCpuUs: (client.user + client.system) / served.events,
-    rssMiB: b.rssBytes / 2 ** 20,
+    rssMiB: m.after.rssBytes / 2 ** 20,
+    refEventsPerSec: ref ? ref.flow.events / (ref.flow.wallMs / 1000) : Number.NaN,
+    refOverheadUs: ref ? (ref.flow.wallMs * 1000) / ref.flow.events - floorUs : Number.NaN,
+    refLatencyP50Us: ref ? percentiles(ref.flow.latencyUs, [50])[0]! : Number.NaN,
+    refServerCpuUs: refCpu ? refCpu.totalUs / ref!.flow.events : Number.NaN,
   };
 }
 

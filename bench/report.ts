@@ -16,6 +16,8 @@ export interface BenchConfig {
   /** Stream slots per instance for the flow scenarios, when set on the command line. */
   concurrency: number | undefined;
   payloads: ("json" | "binary")[];
+  /** Whether each flow was also run against the inline ws reference server. */
+  reference: boolean;
   scenarios: string[];
 }
 
@@ -38,6 +40,11 @@ export type FlowFigures = {
   wakeupsPerEvent: number;
   clientCpuUs: number;
   rssMiB: number;
+  /** The same flow against the inline ws reference server (NaN when not run). */
+  refEventsPerSec: number;
+  refOverheadUs: number;
+  refLatencyP50Us: number;
+  refServerCpuUs: number;
 };
 
 export type StartFigures = {
@@ -132,6 +139,21 @@ function render(r: Results): string {
       );
     }
     out.push("");
+    if (c.reference) {
+      out.push(
+        "### Against an inline ws server (same run, same handler run on the server's one thread)",
+        "",
+        "| scenario | events/s: streamfn / inline | overhead µs/event: streamfn / inline | latency p50 µs: streamfn / inline | server CPU µs/event: streamfn / inline | CPU ratio |",
+        "|---|---|---|---|---|---|",
+      );
+      for (const [name, f] of flows) {
+        out.push(
+          `| ${name} | ${fmt(f.eventsPerSec)} / ${fmt(f.refEventsPerSec)} | ${fmt(f.overheadUs)} / ${fmt(f.refOverheadUs)} | ` +
+            `${fmt(f.latencyP50Us)} / ${fmt(f.refLatencyP50Us)} | ${fmt(f.serverCpuUs)} / ${fmt(f.refServerCpuUs)} | ${fmt(f.serverCpuUs / f.refServerCpuUs, 2)}× |`,
+        );
+      }
+      out.push("");
+    }
   }
 
   const starts = Object.entries(r.starts);

@@ -10,13 +10,15 @@ const kEntry = fileURLToPath(new URL("./server-process.js", import.meta.url));
 export class ServerHandle {
   readonly #child: ChildProcess;
   readonly port: number;
+  readonly inlinePort: number;
   readonly #waiting = new Map<number, (s: ServerStats) => void>();
   #nextId = 1;
   #exited: Promise<number | null>;
 
-  private constructor(child: ChildProcess, port: number, exited: Promise<number | null>) {
+  private constructor(child: ChildProcess, port: number, inlinePort: number, exited: Promise<number | null>) {
     this.#child = child;
     this.port = port;
+    this.inlinePort = inlinePort;
     this.#exited = exited;
     child.on("message", (msg: FromServer) => {
       if (msg.type !== "stats") return;
@@ -43,7 +45,7 @@ export class ServerHandle {
       child.once("error", reject);
       child.once("message", (msg: FromServer) => {
         child.off("exit", onExit);
-        if (msg.type === "ready") resolve(new ServerHandle(child, msg.port, exited));
+        if (msg.type === "ready") resolve(new ServerHandle(child, msg.port, msg.inlinePort, exited));
         else reject(new Error(`unexpected first message from the server: ${JSON.stringify(msg)}`));
       });
     });
@@ -55,6 +57,11 @@ export class ServerHandle {
 
   get wsBase(): string {
     return `ws://127.0.0.1:${this.port}/v1/functions`;
+  }
+
+  /** The inline reference server: any path opens a stream of the same function. */
+  get inlineUrl(): string {
+    return `ws://127.0.0.1:${this.inlinePort}/`;
   }
 
   stats(): Promise<ServerStats> {

@@ -1,10 +1,13 @@
 // The benchmark's server: a real StreamfnServer in its own process, so its CPU time and memory
-// are its own. It answers the load generator's questions (CPU, memory, instances) over the
+// are its own. Beside it, on another port, the inline reference server (inline-server.ts). It answers the load generator's questions (CPU, memory, instances) over the
 // fork IPC channel; nothing here is part of the product.
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import type { StreamFunctionOptions } from "../src/api/types.js";
 import { StreamfnServer } from "../src/server/server.js";
+import { loadFunction } from "./floor.js";
+import { startInlineServer } from "./inline-server.js";
 
 export interface ServerStats {
   /** process.cpuUsage(): every thread of the process (router, instances, libuv), µs. */
@@ -24,7 +27,7 @@ export interface ServerStats {
 }
 
 export type ToServer = { type: "stats"; id: number } | { type: "stop" };
-export type FromServer = { type: "ready"; port: number } | { type: "stats"; id: number; stats: ServerStats };
+export type FromServer = { type: "ready"; port: number; inlinePort: number } | { type: "stats"; id: number; stats: ServerStats };
 
 const [functionsDir, cacheDir, overridesJson] = process.argv.slice(2);
 if (!functionsDir || !cacheDir || !process.send) {
@@ -44,11 +47,13 @@ const server = await StreamfnServer.start({
   log: (line) => process.stderr.write(`[server] ${line}\n`),
 });
 
+const inline = await startInlineServer(await loadFunction(join(functionsDir, "echo.ts"), "echo"));
+
 process.on("message", (msg: ToServer) => {
   if (msg.type === "stats") {
     send({ type: "stats", id: msg.id, stats: collect() });
   } else if (msg.type === "stop") {
-    void server.close().then(() => {
+    void Promise.all([server.close(), inline.close()]).then(() => {
       // A normal exit, so --cpu-prof writes its profiles.
       process.disconnect();
       process.exit(0);
@@ -60,7 +65,7 @@ process.on("disconnect", () => {
   void server.close().then(() => process.exit(0));
 });
 
-send({ type: "ready", port: server.port });
+send({ type: "ready", port: server.port, inlinePort: inline.port });
 
 function collect(): ServerStats {
   const cpu = process.cpuUsage();
