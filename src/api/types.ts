@@ -7,7 +7,7 @@ export type SandboxKind = "thread";
 export interface StreamFunctionOptions {
   /** The stream's input ends after this long without an event. Default 10 000. */
   idleTimeoutMs?: number;
-  /** The stream's input ends this long after its first event. Default 300 000. */
+  /** The stream's input ends this long after the stream opened. Default 300 000. */
   maxDurationMs?: number;
   /** The stream's input ends after this many events. Default 100 000. */
   maxEvents?: number;

@@ -1,3 +1,5 @@
+import { isAbsolute, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { StreamfnError } from "../api/errors.js";
 import type { StreamFunctionOptions } from "../api/types.js";
@@ -37,7 +39,7 @@ program
     const ws = server.url.replace(/^http/, "ws");
     console.log(
       `streamfn listening on ${server.url} (${names.length} function${names.length === 1 ? "" : "s"}: ${names.join(", ") || "none"}; ready in ${Date.now() - started} ms). ` +
-        `First stream: printf '{"hello":1}\\n{"hello":2}\\n' | npx streamfn send ${first} --url ${server.url} — or connect a WebSocket to ${ws}/v1/functions/${first}/streams`,
+        `First stream: printf '{"hello":1}\\n{"hello":2}\\n' | ${selfCommand()} send ${first} --url ${server.url} — or connect a WebSocket to ${ws}/v1/functions/${first}/streams`,
     );
     let stopping = false;
     const stop = (signal: string): void => {
@@ -65,6 +67,13 @@ program
     const status = await sendStream({ functionName: fn, file, ...opts });
     process.exitCode = status === "completed" ? 0 : 1;
   });
+
+/** How to run this CLI from the current directory: a path when run from a checkout, else the bin name. */
+function selfCommand(): string {
+  const bin = fileURLToPath(new URL("../../../bin/streamfn.js", import.meta.url));
+  const rel = relative(process.cwd(), bin);
+  return rel.startsWith("..") || isAbsolute(rel) ? "npx streamfn" : `node ${rel}`;
+}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
