@@ -31,6 +31,12 @@ export interface RouterOptions {
   endedRetentionMax?: number;
   /** Outputs kept per stream for subscribers resuming from an output number. Default 128; 0 keeps none. */
   outputRetention?: number;
+  /** Bytes of outputs kept per stream (JSON text length or binary length). Default 4 MiB. */
+  outputRetentionBytes?: number;
+  /** Outputs kept across all ended streams, for subscribers that come late. Default 100 000. */
+  endedOutputsMax?: number;
+  /** Bytes of outputs kept across all ended streams. Default 64 MiB. */
+  endedOutputBytesMax?: number;
 }
 
 export interface PushResult {
@@ -55,6 +61,7 @@ export class Router {
   readonly #catalog: FunctionCatalog;
   readonly #observer: RouterObserver;
   readonly #outputRetention: number;
+  readonly #outputRetentionBytes: number;
   #nextSid = 1;
   #closing = false;
 
@@ -62,7 +69,11 @@ export class Router {
     this.#catalog = catalog;
     this.#observer = observer;
     this.#outputRetention = options.outputRetention ?? 128;
-    this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000);
+    this.#outputRetentionBytes = options.outputRetentionBytes ?? 4 * 1024 * 1024;
+    this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000, {
+      maxOutputs: options.endedOutputsMax,
+      maxOutputBytes: options.endedOutputBytesMax,
+    });
   }
 
   get liveCount(): number {
@@ -103,7 +114,16 @@ export class Router {
     const ended = this.#ended.get(key);
     if (ended) throw endedError(functionName, id, ended);
 
-    const stream = new Stream(this.#nextSid++, key, functionName, id, pool, pool.options, this.#outputRetention);
+    const stream = new Stream(
+      this.#nextSid++,
+      key,
+      functionName,
+      id,
+      pool,
+      pool.options,
+      this.#outputRetention,
+      this.#outputRetentionBytes,
+    );
     if (sink) stream.sinks.add(sink);
     const tenant: SlotTenant = {
       sid: stream.sid,
@@ -329,7 +349,14 @@ export class Router {
     if (error) record.error = error;
     stream.end = record;
     if (this.#streams.get(stream.key) === stream) this.#streams.delete(stream.key);
-    this.#ended.add(stream.key, { ...record, endedAt: Date.now() });
+    this.#ended.add(stream.key, {
+      ...record,
+      endedAt: Date.now(),
+      openedAt: stream.openedAt,
+      version: stream.version,
+      duplicates: stream.duplicates,
+      retained: stream.retained,
+    });
     stream.inbox.length = 0;
     stream.inboxHead = 0;
     this.#resumeProducer(stream);

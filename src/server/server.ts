@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { StreamFunctionOptions } from "../api/types.js";
 import { Gateway, sendJson } from "../gateway/gateway.js";
+import { createHttpStreams } from "../gateway/http-streams.js";
 import type { FunctionPool } from "../instances/pool.js";
 import { Registry } from "../registry/registry.js";
 import { Router } from "../router/router.js";
@@ -22,6 +23,8 @@ export interface ServerOptions {
   cacheDir?: string;
   /** How long ended stream ids are remembered for late-event rejection. */
   endedRetentionMs?: number;
+  /** Outputs kept per stream for subscribers that resume (router option outputRetention). Default 128. */
+  outputRetention?: number;
   /** On close, how long running streams get to finish. Default 5 000. */
   graceMs?: number;
   /** Gets the server's log lines; default stdout. */
@@ -52,8 +55,12 @@ export class StreamfnServer {
         },
       },
     });
-    this.router = new Router(this.registry, options.observer ?? {}, { endedRetentionMs: options.endedRetentionMs });
+    this.router = new Router(this.registry, options.observer ?? {}, {
+      endedRetentionMs: options.endedRetentionMs,
+      outputRetention: options.outputRetention,
+    });
     this.gateway = new Gateway(this.router, { token: options.token });
+    this.gateway.streamHttp(createHttpStreams(this.router, this.registry));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
   }
