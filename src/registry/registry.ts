@@ -126,11 +126,19 @@ export class Registry implements FunctionCatalog {
    */
   watch(onChange: (change: RegistryChange) => void): void {
     if (this.#watcher || this.#closed) return;
-    this.#watcher = new DirectoryWatcher(this.dir, {
+    try {
+      this.#watcher = this.#startWatcher(onChange);
+    } catch (err) {
+      throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot watch functions directory ${this.dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  #startWatcher(onChange: (change: RegistryChange) => void): DirectoryWatcher {
+    return new DirectoryWatcher(this.dir, {
       accept: (fileName) => functionNameOf(fileName) !== undefined,
       changed: (file) => {
         const name = functionNameOf(file)!;
-        void this.#serial(name, () => this.#sync(name, file, onChange)).catch(() => {});
+        void this.#serial(name, () => this.#sync(name, file, onChange));
       },
       error: (err) => {
         this.#watcher?.close();
@@ -168,15 +176,15 @@ export class Registry implements FunctionCatalog {
     return next;
   }
 
-  /** Makes the served function match its file on disk: deploy, or remove when the file is gone. */
+  /** Makes the served function match its file on disk: deploy, or remove when the file is gone. Never rejects. */
   async #sync(name: string, file: string, onChange: (change: RegistryChange) => void): Promise<void> {
     if (this.#closed) return;
     const previous = this.#functions.get(name)?.current?.version;
-    if (!(await isFile(file))) {
-      if (previous !== undefined && this.remove(name)) onChange({ kind: "removed", name, version: previous });
-      return;
-    }
     try {
+      if (!(await isFile(file))) {
+        if (previous !== undefined && this.remove(name)) onChange({ kind: "removed", name, version: previous });
+        return;
+      }
       const fn = await this.#deploy(name, file);
       const version = fn.current!.version;
       if (version !== previous) onChange({ kind: "deployed", name, version, previous });

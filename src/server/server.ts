@@ -84,18 +84,24 @@ export class StreamfnServer {
   /** Loads the functions, then listens. Functions that fail to load are logged; the rest serve. */
   static async start(options: ServerOptions): Promise<StreamfnServer> {
     const server = new StreamfnServer(options);
-    // Watching starts before the first load so no edit falls in between; deploys are
-    // serialized per function and a content hash already served is not deployed twice.
-    if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)));
-    const { failed } = await server.registry.loadAll();
-    for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
-    await new Promise<void>((resolve, reject) => {
-      server.gateway.server.once("error", reject);
-      server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
-        server.gateway.server.off("error", reject);
-        resolve();
+    try {
+      // Watching starts before the first load so no edit falls in between; deploys are
+      // serialized per function and a content hash already served is not deployed twice.
+      if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)));
+      const { failed } = await server.registry.loadAll();
+      for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
+      await new Promise<void>((resolve, reject) => {
+        server.gateway.server.once("error", reject);
+        server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
+          server.gateway.server.off("error", reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      // Instances and the watcher started so far must not outlive a server that never listened.
+      await server.registry.close();
+      throw err;
+    }
     return server;
   }
 
