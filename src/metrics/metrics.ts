@@ -278,7 +278,7 @@ export class StreamfnMetrics {
         registers,
         collect: () => {
           m.reset();
-          this.#current();
+          this.#current(); // gives functions deployed since the last scrape their zero series
           for (const [fn, c] of this.#counters) {
             for (const [labels, n] of series(c)) m.inc({ function: fn, ...labels } as Partial<Record<L | "function", string>>, n);
           }
@@ -296,13 +296,13 @@ export class StreamfnMetrics {
       }),
     );
     labelled("streamfn_streams_failed_total", "Failed streams by error code.", ["code"], (c) => [...c.failed].map(([code, n]) => [{ code }, n]));
-    labelled("streamfn_instance_exits_total", "Instances that went away on their own, by code (crashed, out of memory, unresponsive, failed to load).", ["code"], (c) =>
+    labelled("streamfn_instance_exits_total", "Instances that went away on their own, by code: INSTANCE_CRASHED (also recycled as unresponsive), INSTANCE_OUT_OF_MEMORY, FUNCTION_LOAD_FAILED.", ["code"], (c) =>
       [...c.instanceExits].map(([code, n]) => [{ code }, n]),
     );
 
     const histogram = (name: string, help: string, bounds: readonly number[], pick: (c: FunctionCounters) => BucketHistogram): void => {
       const family = new HistogramFamily(name, help, bounds, () => {
-        this.#current();
+        this.#current(); // as above
         return [...this.#counters].map(([fn, c]): [Record<string, string>, BucketHistogram] => [{ function: fn }, pick(c)]);
       });
       this.registry.registerMetric(family.asMetric());
