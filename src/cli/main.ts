@@ -19,7 +19,8 @@ program
   .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
   .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
   .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
-  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[] }) => {
+  .option("--no-watch", "do not redeploy functions when their files change, appear or go")
+  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[]; watch: boolean }) => {
     const cfg = opts.config ? readConfigFile(opts.config) : {};
     const defaults: Record<string, unknown> = { ...cfg.defaults };
     const overrides: Record<string, Record<string, unknown>> = {};
@@ -33,8 +34,9 @@ program
       token: opts.token ?? cfg.token,
       defaults: defaults as StreamFunctionOptions,
       overrides: overrides as Record<string, StreamFunctionOptions>,
+      watch: opts.watch,
     });
-    const names = server.registry.functions().map((f) => f.name);
+    const names = server.registry.functions().filter((f) => f.current).map((f) => f.name);
     const first = names.includes("echo") ? "echo" : (names[0] ?? "<function>");
     const ws = server.url.replace(/^http/, "ws");
     console.log(

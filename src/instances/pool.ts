@@ -34,6 +34,8 @@ export interface PoolStats {
  */
 export class FunctionPool {
   readonly instances = new Set<Instance>();
+  /** When this version was deployed (ms since the epoch). */
+  readonly createdAt = Date.now();
   readonly #queue: SlotRequest[] = [];
   #draining = false;
   coldStarts = 0;
