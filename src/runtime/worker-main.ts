@@ -36,7 +36,7 @@ try {
   const mod = (await import(pathToFileURL(init.bundlePath).href)) as { default?: unknown };
   if (!isStreamFunction(mod.default)) {
     throw Object.assign(
-      new Error(`${init.functionName}: the default export is not a stream function (use defineStreamFunction)`),
+      new Error("the default export is not a stream function (use defineStreamFunction)"),
       { code: "INVALID_FUNCTION" },
     );
   }
