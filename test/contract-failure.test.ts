@@ -1,0 +1,181 @@
+// Contract: a failing, stalled, stuck or memory-hungry handler fails its own stream(s) with a
+// clear error code, never hangs anything, and the server goes on serving.
+import { strict as assert } from "node:assert";
+import { after, before, describe, it } from "node:test";
+import { fnSource } from "./helpers/contract-util.js";
+import { eventually, startTestServer } from "./helpers/server.js";
+import type { TestServer } from "./helpers/server.js";
+import { StreamClient } from "./helpers/ws-client.js";
+import type { Rec } from "./helpers/ws-client.js";
+
+// Echoes events; an event naming a misdeed makes the handler commit it.
+const misbehaving = (options: string): string =>
+  fnSource(`{
+  ${options}
+  async *handler(events, ctx) {
+    const keep = [];
+    for await (const e of events) {
+      if (e === "throw") throw new Error("boom in " + ctx.streamId);
+      if (e === "spin") while (true) {}
+      if (e === "hog") for (;;) keep.push(Array.from({ length: 10000 }, (_, i) => ({ i, s: "x" + i })));
+      if (e === "hang") await new Promise(() => {});
+      if (typeof e === "object" && e && e.sleep) await new Promise((r) => setTimeout(r, e.sleep));
+      yield e;
+    }
+    if (ctx.streamId.startsWith("linger")) await new Promise(() => {});
+    yield "done";
+  },
+}`);
+
+async function open(t: TestServer, fn: string, id: string): Promise<StreamClient> {
+  return StreamClient.connect(`${t.wsUrl}/v1/functions/${fn}/streams/${id}`);
+}
+
+function instanceOf(t: TestServer, fn: string, id: string): number | undefined {
+  return t.server.router.get(fn, id)?.instance?.id;
+}
+
+async function echoed(c: StreamClient, value: unknown): Promise<void> {
+  c.event(value);
+  await c.waitFor((r) => r.type === "output" && JSON.stringify(r.data) === JSON.stringify(value));
+}
+
+function failedWith(end: Rec, code: string): { code: string; message: string } {
+  assert.equal(end.status, "failed", JSON.stringify(end));
+  assert.equal(end.reason, "error");
+  const error = end.error as { code: string; message: string };
+  assert.equal(error.code, code, JSON.stringify(end));
+  assert.ok(error.message.length > 0);
+  return error;
+}
+
+describe("contract: failures stay with their stream", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({
+      "thrower.ts": misbehaving("concurrency: 4,"),
+      "staller.ts": misbehaving("stallTimeoutMs: 250,"),
+      "lingerer.ts": misbehaving("epilogueMs: 200,"),
+      "spinner.ts": misbehaving("concurrency: 4, unresponsiveMs: 200,"),
+      "hog.ts": misbehaving("concurrency: 4, memoryMb: 16, unresponsiveMs: 30000,"),
+    });
+  });
+  after(() => t.close());
+
+  it("a throwing handler fails only its stream; another stream on the same instance completes", async () => {
+    const a = await open(t, "thrower", "throw-a");
+    const b = await open(t, "thrower", "throw-b");
+    await echoed(a, "x");
+    await echoed(b, "x");
+    const instance = instanceOf(t, "thrower", "throw-a");
+    assert.ok(instance !== undefined);
+    assert.equal(instanceOf(t, "thrower", "throw-b"), instance, "both streams share one instance");
+
+    a.event("throw");
+    const error = failedWith(await a.waitEnd(), "HANDLER_ERROR");
+    assert.match(error.message, /boom in throw-a/);
+    assert.equal(await a.waitClose(), 1000);
+
+    await echoed(b, "y");
+    b.end();
+    const end = await b.waitEnd();
+    assert.equal(end.status, "completed");
+    assert.deepEqual(b.outputs(), ["x", "y", "done"]);
+
+    // The instance keeps serving: a new stream lands on it, no new cold start.
+    const c = await open(t, "thrower", "throw-c");
+    assert.equal(instanceOf(t, "thrower", "throw-c"), instance);
+    await echoed(c, "z");
+    c.end();
+    assert.equal((await c.waitEnd()).status, "completed");
+    assert.equal(t.server.registry.current("thrower")!.stats().coldStarts, 1);
+  });
+
+  it("a handler that stops pulling while events wait fails with HANDLER_STALLED", async () => {
+    const c = await open(t, "staller", "stall-1");
+    c.event("hang");
+    c.event("waiting");
+    const error = failedWith(await c.waitEnd(), "HANDLER_STALLED");
+    assert.match(error.message, /stallTimeoutMs/);
+  });
+
+  it("a slow handler that keeps pulling is not stalled, however long the stream takes", async () => {
+    const c = await open(t, "staller", "slow-but-moving");
+    // Each event takes a fifth of the stall timeout; together they take much longer than it.
+    for (let i = 0; i < 8; i++) c.event({ sleep: 50 });
+    c.end();
+    const end = await c.waitEnd(10_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.equal(c.outputs().length, 9);
+  });
+
+  it("an idle handler waiting for its next event is not stalled", async () => {
+    const c = await open(t, "staller", "just-waiting");
+    await echoed(c, "one");
+    await new Promise((r) => setTimeout(r, 400)); // longer than stallTimeoutMs, but nothing waits
+    await echoed(c, "two");
+    c.end();
+    assert.equal((await c.waitEnd()).status, "completed");
+  });
+
+  it("a handler that never finishes after its input ended fails with EPILOGUE_TIMEOUT", async () => {
+    const c = await open(t, "lingerer", "linger-1");
+    await echoed(c, "a");
+    c.end();
+    const error = failedWith(await c.waitEnd(), "EPILOGUE_TIMEOUT");
+    assert.match(error.message, /epilogueMs/);
+    assert.deepEqual(c.outputs(), ["a"]);
+  });
+
+  it("a CPU-stuck handler gets its instance recycled; its other streams fail clearly; new streams work", async () => {
+    const stuck = await open(t, "spinner", "spin-a");
+    const neighbour = await open(t, "spinner", "spin-b");
+    await echoed(stuck, "x");
+    await echoed(neighbour, "x");
+    const instance = instanceOf(t, "spinner", "spin-a");
+    assert.equal(instanceOf(t, "spinner", "spin-b"), instance);
+
+    stuck.event("spin");
+    const [endA, endB] = await Promise.all([stuck.waitEnd(10_000), neighbour.waitEnd(10_000)]);
+    failedWith(endA, "INSTANCE_UNRESPONSIVE");
+    const error = failedWith(endB, "INSTANCE_UNRESPONSIVE");
+    assert.match(error.message, /did not respond/);
+
+    // A fresh instance serves the next stream.
+    const fresh = await open(t, "spinner", "spin-c");
+    await echoed(fresh, "after");
+    assert.notEqual(instanceOf(t, "spinner", "spin-c"), instance);
+    fresh.end();
+    assert.equal((await fresh.waitEnd()).status, "completed");
+    await eventually(
+      () => ![...t.server.registry.current("spinner")!.instances].some((i) => i.id === instance),
+      5_000,
+      "the stuck instance to be gone",
+    );
+  });
+
+  it("a handler that runs out of memory fails its instance's streams with INSTANCE_OUT_OF_MEMORY; the server goes on", async () => {
+    const hog = await open(t, "hog", "hog-a");
+    const neighbour = await open(t, "hog", "hog-b");
+    await echoed(hog, "x");
+    await echoed(neighbour, "x");
+    const instance = instanceOf(t, "hog", "hog-a");
+    assert.equal(instanceOf(t, "hog", "hog-b"), instance);
+
+    hog.event("hog");
+    const [endA, endB] = await Promise.all([hog.waitEnd(20_000), neighbour.waitEnd(20_000)]);
+    failedWith(endA, "INSTANCE_OUT_OF_MEMORY");
+    failedWith(endB, "INSTANCE_OUT_OF_MEMORY");
+
+    const fresh = await open(t, "hog", "hog-c");
+    await echoed(fresh, "after");
+    assert.notEqual(instanceOf(t, "hog", "hog-c"), instance);
+    fresh.end();
+    assert.equal((await fresh.waitEnd()).status, "completed");
+    // Other functions never noticed.
+    const other = await open(t, "thrower", "after-oom");
+    await echoed(other, 1);
+    other.end();
+    assert.equal((await other.waitEnd()).status, "completed");
+  });
+});
