@@ -341,6 +341,7 @@ export class Router {
   #resumeProducer(stream: Stream): void {
     if (!stream.producerPaused) return;
     stream.producerPaused = false;
+    stream.lastEventAt = performance.now();
     stream.producer?.resume();
   }
 
@@ -352,6 +353,9 @@ export class Router {
     stream.idleTimer = setTimeout(() => {
       stream.idleTimer = undefined;
       if (stream.inputEnd !== undefined || stream.state === "done") return;
+      // A producer we paused has events it may not send: it is held back, not idle. Ending its
+      // input now would refuse everything it still has. The idle clock restarts on resume.
+      if (stream.producerPaused) stream.lastEventAt = performance.now();
       if (performance.now() - stream.lastEventAt >= stream.options.idleTimeoutMs - 1) this.endInput(stream, "idle");
       else this.#armIdle(stream);
     }, Math.max(1, wait));
