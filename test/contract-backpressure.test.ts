@@ -131,6 +131,38 @@ describe("contract: bounded inboxes and backpressure", () => {
     assert.deepEqual(rec!.outputs, [{ n: 1000, inOrder: true }]);
   });
 
+  it("a consumer that stops reading outputs holds the handler back without it being failed as stalled", async () => {
+    const t2 = await startTestServer({
+      "big.ts": fnSource(`{
+        stallTimeoutMs: 300,
+        async *handler(events) {
+          for await (const e of events) yield { e, pad: "z".repeat(100000) };
+          yield "done";
+        },
+      }`),
+    });
+    try {
+      const id = "slow-reader";
+      const c = await StreamClient.connect(`${t2.wsUrl}/v1/functions/big/streams/${id}`);
+      c.ws.pause(); // stop reading: the server's writes back up
+      for (let i = 0; i < 300; i++) c.event(i);
+      c.end();
+      // Wait until the router holds the handler's output credits, then well past stallTimeoutMs.
+      await eventually(() => (t2.server.router.get("big", id)?.heldAcks ?? 0) > 0, 15_000, "outputs to back up");
+      await new Promise((r) => setTimeout(r, 700));
+      const s = t2.server.router.get("big", id);
+      assert.ok(s && s.state === "running", `the stream is still running: ${JSON.stringify(t2.server.router.ended("big", id))}`);
+      assert.ok(s.outputs < 300, "the handler was held back, not racing ahead");
+      c.ws.resume();
+      const end = await c.waitEnd(20_000);
+      assert.equal(end.status, "completed", JSON.stringify(end));
+      assert.equal(end.outputs, 301);
+      assert.equal(c.outputs().length, 301);
+    } finally {
+      await t2.close();
+    }
+  });
+
   it("the stream's inbox drains back to empty once the handler catches up", async () => {
     const id = "bp-drain";
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/slow/streams/${id}`);

@@ -309,6 +309,8 @@ export class Router {
   #releaseHeldAcks(stream: Stream): void {
     const held = stream.heldAcks;
     stream.heldAcks = 0;
+    // The stall clock starts again from the moment the handler may go on.
+    if (held > 0) stream.lastProgressAt = performance.now();
     for (let i = 0; i < held; i++) stream.instance?.ackOutput(stream.sid);
   }
 
@@ -368,6 +370,9 @@ export class Router {
     stream.stallTimer = setTimeout(() => {
       stream.stallTimer = undefined;
       if (stream.state !== "running" || stream.inflight === 0) return;
+      // Output credits held for a backed-up consumer keep the handler waiting on purpose: a
+      // slow reader slows the handler; that is backpressure, not a stalled handler.
+      if (stream.heldAcks > 0) stream.lastProgressAt = performance.now();
       const idleFor = performance.now() - stream.lastProgressAt;
       if (idleFor >= stream.options.stallTimeoutMs - 1) {
         this.fail(stream, {
