@@ -1,6 +1,9 @@
 // Contract: a failing, stalled, stuck or memory-hungry handler fails its own stream(s) with a
 // clear error code, never hangs anything, and the server goes on serving.
 import { strict as assert } from "node:assert";
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
 import { eventually, startTestServer } from "./helpers/server.js";
@@ -51,6 +54,8 @@ function failedWith(end: Rec, code: string): { code: string; message: string } {
 
 describe("contract: failures stay with their stream", () => {
   let t: TestServer;
+  const flagDir = mkdtempSync(join(tmpdir(), "streamfn-flag-"));
+  process.env.STREAMFN_TEST_DIR = flagDir;
   before(async () => {
     t = await startTestServer({
       "thrower.ts": misbehaving("concurrency: 4,"),
@@ -58,9 +63,23 @@ describe("contract: failures stay with their stream", () => {
       "lingerer.ts": misbehaving("epilogueMs: 200,"),
       "spinner.ts": misbehaving("concurrency: 4, unresponsiveMs: 200,"),
       "hog.ts": misbehaving("concurrency: 4, memoryMb: 16, unresponsiveMs: 30000,"),
+      "single.ts": misbehaving("concurrency: 1, maxInstances: 1, unresponsiveMs: 200,"),
+      "fragile.ts": fnSource(
+        `{
+          async *handler(events) {
+            for await (const e of events) yield e;
+          },
+        }`,
+        // Loads in the deploy-time probe; fails to load in instances once the flag file exists.
+        `import { existsSync } from "node:fs";
+         if (existsSync(new URL("./fragile.flag", "file://" + process.env.STREAMFN_TEST_DIR + "/"))) throw new Error("cannot load right now");`,
+      ),
     });
   });
-  after(() => t.close());
+  after(async () => {
+    await t.close();
+    rmSync(flagDir, { recursive: true, force: true });
+  });
 
   it("a throwing handler fails only its stream; another stream on the same instance completes", async () => {
     const a = await open(t, "thrower", "throw-a");
@@ -177,5 +196,39 @@ describe("contract: failures stay with their stream", () => {
     await echoed(other, 1);
     other.end();
     assert.equal((await other.waitEnd()).status, "completed");
+  });
+
+  it("streams waiting for the one instance of a function proceed on a fresh instance after it is recycled", async () => {
+    const stuck = await open(t, "single", "single-a");
+    await echoed(stuck, "x");
+    const waiting = await open(t, "single", "single-b");
+    waiting.event("queued");
+    await eventually(() => t.server.router.get("single", "single-b")?.events === 1, 5_000, "the queued event");
+    assert.equal(t.server.router.get("single", "single-b")!.state, "waiting");
+    stuck.event("spin");
+    failedWith(await stuck.waitEnd(10_000), "INSTANCE_UNRESPONSIVE");
+    await waiting.waitFor((r) => r.type === "output" && r.data === "queued", 10_000);
+    waiting.end();
+    const end = await waiting.waitEnd();
+    assert.equal(end.status, "completed");
+    assert.deepEqual(waiting.outputs(), ["queued", "done"]);
+  });
+
+  it("an instance that fails to load fails its streams with FUNCTION_LOAD_FAILED; the next stream tries again", async () => {
+    const flag = join(flagDir, "fragile.flag");
+    writeFileSync(flag, "");
+    try {
+      const c = await open(t, "fragile", "fragile-a");
+      c.event("a");
+      const error = failedWith(await c.waitEnd(10_000), "FUNCTION_LOAD_FAILED");
+      assert.match(error.message, /cannot load right now/);
+    } finally {
+      unlinkSync(flag);
+    }
+    await eventually(() => t.server.registry.current("fragile")!.stats().instances === 0, 5_000, "the failed instance to go");
+    const ok = await open(t, "fragile", "fragile-b");
+    await echoed(ok, "b");
+    ok.end();
+    assert.equal((await ok.waitEnd()).status, "completed");
   });
 });

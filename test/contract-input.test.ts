@@ -116,8 +116,25 @@ describe("contract: bad input and late events", () => {
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, "STREAM_ENDED");
     assert.match(r.body.error.message, /already ended \(completed, reason end\)/);
-    // A failed stream is remembered too.
     assert.equal(t.server.router.get("echo", "ended-once"), undefined);
+  });
+
+  it("refuses an event for a stream that has ended with STREAM_ENDED (failed streams too)", async () => {
+    const c = await StreamClient.connect(url("ended-late"));
+    const stream = t.server.router.get("echo", "ended-late")!;
+    c.event("a");
+    c.end();
+    await c.waitEnd();
+    // A late event from any producer that still holds the stream (the router's own check).
+    assert.throws(() => t.server.router.push(stream, "late", undefined, false, 6), { code: "STREAM_ENDED" });
+    // A failed stream's id is refused just the same.
+    const f = await StreamClient.connect(url("ended-failed"));
+    t.server.router.fail(t.server.router.get("echo", "ended-failed")!, { code: "INTERNAL", message: "cancelled by the test" });
+    const end = await f.waitEnd();
+    assert.equal(end.status, "failed");
+    const r = await refused(url("ended-failed"));
+    assert.equal(r.body.error.code, "STREAM_ENDED");
+    assert.match(r.body.error.message, /failed, reason error/);
   });
 
   it("refuses events after the end of input with STREAM_INPUT_ENDED while the handler finishes", async () => {
