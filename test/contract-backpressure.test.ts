@@ -148,7 +148,15 @@ describe("contract: bounded inboxes and backpressure", () => {
       for (let i = 0; i < 300; i++) c.event(i);
       c.end();
       // Wait until the router holds the handler's output credits, then well past stallTimeoutMs.
-      await eventually(() => (t2.server.router.get("big", id)?.heldAcks ?? 0) > 0, 15_000, "outputs to back up");
+      await eventually(
+        () => {
+          const s = t2.server.router.get("big", id);
+          if (!s) throw new Error(`the stream ended early: ${JSON.stringify(t2.server.router.ended("big", id))}`);
+          return s.heldAcks > 0;
+        },
+        15_000,
+        "outputs to back up",
+      );
       await new Promise((r) => setTimeout(r, 700));
       const s = t2.server.router.get("big", id);
       assert.ok(s && s.state === "running", `the stream is still running: ${JSON.stringify(t2.server.router.ended("big", id))}`);

@@ -232,3 +232,44 @@ describe("contract: failures stay with their stream", () => {
     assert.equal((await ok.waitEnd()).status, "completed");
   });
 });
+
+describe("contract: watchdogs count handler time, not an instance's cold start", () => {
+  let t: TestServer;
+  before(async () => {
+    // Every instance of this function takes 500 ms to load: longer than its stall and epilogue limits.
+    const slowStart = fnSource(
+      `{
+        stallTimeoutMs: 150,
+        epilogueMs: 150,
+        keepAliveMs: 0,
+        async *handler(events) {
+          let n = 0;
+          for await (const _ of events) n++;
+          yield { n };
+        },
+      }`,
+      `await new Promise((r) => setTimeout(r, 500));`,
+    );
+    t = await startTestServer({ "slowstart.ts": slowStart });
+  });
+  after(() => t.close());
+
+  it("events waiting for a starting instance are not a stalled handler", async () => {
+    await eventually(() => t.server.registry.current("slowstart")!.stats().instances === 0, 5_000, "no warm instance");
+    const c = await open(t, "slowstart", "cold-events");
+    for (let i = 0; i < 5; i++) c.event(i);
+    c.end();
+    const end = await c.waitEnd(10_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.deepEqual(c.outputs(), [{ n: 5 }]);
+  });
+
+  it("an input that ends before the instance is ready does not start the epilogue clock", async () => {
+    await eventually(() => t.server.registry.current("slowstart")!.stats().instances === 0, 5_000, "no warm instance");
+    const c = await open(t, "slowstart", "cold-empty");
+    c.end();
+    const end = await c.waitEnd(10_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.deepEqual(c.outputs(), [{ n: 0 }]);
+  });
+});

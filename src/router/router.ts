@@ -364,17 +364,26 @@ export class Router {
     stream.idleTimer.unref();
   }
 
+  /**
+   * How long the handler has had since `since`. A stream bound to an instance that is still
+   * starting has had none: its cold start is not the handler's time, whatever the watchdogs.
+   */
+  #handlerTime(stream: Stream, since: number): number {
+    const readyAt = stream.instance?.readyAt;
+    if (readyAt === undefined) return 0;
+    return performance.now() - Math.max(since, readyAt);
+  }
+
   #armStall(stream: Stream): void {
     if (stream.stallTimer) return;
-    const wait = stream.options.stallTimeoutMs - (performance.now() - stream.lastProgressAt);
+    const wait = stream.options.stallTimeoutMs - this.#handlerTime(stream, stream.lastProgressAt);
     stream.stallTimer = setTimeout(() => {
       stream.stallTimer = undefined;
       if (stream.state !== "running" || stream.inflight === 0) return;
       // Output credits held for a backed-up consumer keep the handler waiting on purpose: a
       // slow reader slows the handler; that is backpressure, not a stalled handler.
       if (stream.heldAcks > 0) stream.lastProgressAt = performance.now();
-      const idleFor = performance.now() - stream.lastProgressAt;
-      if (idleFor >= stream.options.stallTimeoutMs - 1) {
+      if (this.#handlerTime(stream, stream.lastProgressAt) >= stream.options.stallTimeoutMs - 1) {
         this.fail(stream, {
           code: "HANDLER_STALLED",
           message: `the handler did not take a waiting event for ${stream.options.stallTimeoutMs} ms (stallTimeoutMs)`,
@@ -388,12 +397,20 @@ export class Router {
 
   #armEpilogue(stream: Stream): void {
     if (stream.epilogueTimer || stream.state !== "running") return;
+    stream.epilogueSince ??= performance.now();
+    const wait = stream.options.epilogueMs - this.#handlerTime(stream, stream.epilogueSince);
     stream.epilogueTimer = setTimeout(() => {
-      this.fail(stream, {
-        code: "EPILOGUE_TIMEOUT",
-        message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
-      });
-    }, stream.options.epilogueMs);
+      stream.epilogueTimer = undefined;
+      if (stream.state !== "running") return;
+      if (this.#handlerTime(stream, stream.epilogueSince!) >= stream.options.epilogueMs - 1) {
+        this.fail(stream, {
+          code: "EPILOGUE_TIMEOUT",
+          message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
+        });
+      } else {
+        this.#armEpilogue(stream);
+      }
+    }, Math.max(1, wait));
     stream.epilogueTimer.unref();
   }
 }
