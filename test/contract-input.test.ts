@@ -1,5 +1,6 @@
 // Contract: bad input gets a clear error and loses nothing else; late events are refused.
 import { strict as assert } from "node:assert";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { fnSource, refused } from "./helpers/contract-util.js";
 import { eventually, sleep, startTestServer } from "./helpers/server.js";
@@ -105,6 +106,30 @@ describe("contract: bad input and late events", () => {
     c.end();
     assert.equal((await c.waitEnd()).status, "completed");
     assert.deepEqual(c.outputs(), ["a", "b", "done"]);
+  });
+
+  it("a handshake that fails after the stream was opened leaves the id free for a retry", async () => {
+    // A malformed WebSocket handshake: the function and id are fine, the key is not.
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = connect(t.server.port, "127.0.0.1", () => {
+        s.write(
+          "GET /v1/functions/echo/streams/bad-handshake HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
+            "Connection: Upgrade\r\nSec-WebSocket-Key: not-a-key\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+      });
+      let data = "";
+      s.on("data", (c: Buffer) => (data += c.toString()));
+      s.on("close", () => resolve(data));
+      s.on("error", reject);
+    });
+    assert.match(reply, /^HTTP\/1\.1 400 /);
+    await eventually(() => t.server.router.get("echo", "bad-handshake") === undefined, 5_000, "the stream to be withdrawn");
+    assert.equal(t.server.router.ended("echo", "bad-handshake"), undefined, "not remembered as ended");
+    const c = await StreamClient.connect(url("bad-handshake"));
+    c.event("retry");
+    c.end();
+    await c.waitEnd();
+    assert.deepEqual(c.outputs(), ["retry", "done"]);
   });
 
   it("refuses to reopen an ended stream with 409 STREAM_ENDED, not as a new stream", async () => {

@@ -48,6 +48,11 @@ export class WebSocketGateway {
       rejectUpgrade(socket, err);
       return;
     }
+    // A handshake that ws refuses (bad headers) or that the client drops never reaches the
+    // callback: the stream opened for it must not keep its id busy until it idles out.
+    socket.once("close", () => {
+      if (!sink.ws) this.#router.abandon(stream);
+    });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       sink.ws = ws;
       this.#serve(ws, stream, sink);

@@ -209,6 +209,18 @@ export class Router {
   }
 
   /**
+   * Withdraws a stream whose producer never got connected (its handshake failed after the
+   * stream was opened). Unlike `fail`, its id is not remembered as ended: the producer's retry
+   * with the same id opens it afresh instead of meeting STREAM_BUSY or STREAM_ENDED.
+   */
+  abandon(stream: Stream): void {
+    if (stream.state === "done") return;
+    const error: ErrorRecord = { code: "INTERNAL", message: "the producer's connection failed before the stream started" };
+    stream.instance?.kill(stream.sid, error);
+    this.#close(stream, error, false);
+  }
+
+  /**
    * Stops taking streams; waits up to `graceMs` for live ones to finish on their own, then
    * fails the rest with SHUTTING_DOWN.
    */
@@ -314,7 +326,7 @@ export class Router {
     for (let i = 0; i < held; i++) stream.instance?.ackOutput(stream.sid);
   }
 
-  #close(stream: Stream, error: ErrorRecord | undefined): void {
+  #close(stream: Stream, error: ErrorRecord | undefined, remember = true): void {
     if (stream.state === "done") return;
     const wasWaiting = stream.state === "waiting";
     stream.state = "done";
@@ -331,7 +343,7 @@ export class Router {
     if (error) record.error = error;
     stream.end = record;
     if (this.#streams.get(stream.key) === stream) this.#streams.delete(stream.key);
-    this.#ended.add(stream.key, { ...record, endedAt: Date.now() });
+    if (remember) this.#ended.add(stream.key, { ...record, endedAt: Date.now() });
     stream.inbox.length = 0;
     stream.inboxHead = 0;
     this.#resumeProducer(stream);
