@@ -177,3 +177,37 @@ describe("contract: affinity, order, sequence, numbered outputs", () => {
     assert.equal(c.records.at(-1)!.type, "end");
   });
 });
+
+describe("router observer: each stream's life is reported in order", () => {
+  it("opened, then bound (at once, or after waiting for a slot), then closed", async () => {
+    const life = new Map<string, string[]>();
+    const note = (id: string, what: string): void => {
+      life.set(id, [...(life.get(id) ?? []), what]);
+    };
+    const t = await startTestServer(
+      { "one.ts": fnSource(`{ concurrency: 1, maxInstances: 1, async *handler(events) { for await (const e of events) yield e; } }`) },
+      {
+        observer: {
+          streamOpened: (s) => note(s.streamId, "opened"),
+          streamBound: (s) => note(s.streamId, "bound"),
+          streamClosed: (s) => note(s.streamId, "closed"),
+        },
+      },
+    );
+    try {
+      const a = await StreamClient.connect(`${t.wsUrl}/v1/functions/one/streams/life-a`);
+      const b = await StreamClient.connect(`${t.wsUrl}/v1/functions/one/streams/life-b`); // waits for a's slot
+      a.event(1);
+      b.event(2);
+      a.end();
+      await a.waitEnd();
+      b.end();
+      await b.waitEnd();
+      assert.deepEqual(life.get("life-a"), ["opened", "bound", "closed"]);
+      assert.deepEqual(life.get("life-b"), ["opened", "bound", "closed"]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+

@@ -124,6 +124,9 @@ export class Router {
     stream.durationTimer = setTimeout(() => this.endInput(stream, "max-duration"), stream.options.maxDurationMs);
     stream.durationTimer.unref();
     this.#observer.streamOpened?.(stream);
+    // A slot taken at once was bound inside acquire(), before the stream was listed: report
+    // the bind now, so observers always see opened → bound → closed.
+    if (stream.state === "running") this.#observer.streamBound?.(stream, stream.boundAt! - stream.openedAt);
     return stream;
   }
 
@@ -247,7 +250,7 @@ export class Router {
     stream.boundAt = Date.now();
     stream.request = undefined;
     stream.lastProgressAt = performance.now();
-    this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
+    if (this.#streams.get(stream.key) === stream) this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
     this.#deliver(stream);
   }
 
