@@ -26,6 +26,7 @@ describe("contract: end of a stream", () => {
       {
         "plain.ts": counter(""),
         "idle.ts": counter("idleTimeoutMs: 150,"),
+        "patient.ts": counter("idleTimeoutMs: 600,"),
         "short.ts": counter("maxDurationMs: 250, idleTimeoutMs: 10000,"),
         "few.ts": counter("maxEvents: 3,"),
       },
@@ -86,10 +87,10 @@ describe("contract: end of a stream", () => {
   });
 
   it("keeps a stream alive while events keep coming within the idle timeout", async () => {
-    const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/idle/streams/idle-busy`);
+    const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/patient/streams/idle-busy`);
     for (let i = 0; i < 6; i++) {
       c.event(i);
-      await new Promise((r) => setTimeout(r, 40)); // well inside the 150 ms idle timeout
+      await new Promise((r) => setTimeout(r, 150)); // well inside the 600 ms idle timeout; 900 ms in all
     }
     c.end();
     const end = await c.waitEnd();

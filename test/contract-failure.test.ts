@@ -22,6 +22,9 @@ const misbehaving = (options: string): string =>
       if (e === "spin") while (true) {}
       if (e === "hog") for (;;) keep.push(Array.from({ length: 10000 }, (_, i) => ({ i, s: "x" + i })));
       if (e === "hang") await new Promise(() => {});
+      if (e === "function") yield { f: () => 1 };
+      if (e === "bigint") yield { big: 10n };
+      if (e === "string") throw "a thrown string";
       if (typeof e === "object" && e && e.sleep) await new Promise((r) => setTimeout(r, e.sleep));
       yield e;
     }
@@ -59,7 +62,7 @@ describe("contract: failures stay with their stream", () => {
   before(async () => {
     t = await startTestServer({
       "thrower.ts": misbehaving("concurrency: 4,"),
-      "staller.ts": misbehaving("stallTimeoutMs: 250,"),
+      "staller.ts": misbehaving("stallTimeoutMs: 400,"),
       "lingerer.ts": misbehaving("epilogueMs: 200,"),
       "spinner.ts": misbehaving("concurrency: 4, unresponsiveMs: 200,"),
       "hog.ts": misbehaving("concurrency: 4, memoryMb: 16, unresponsiveMs: 30000,"),
@@ -110,6 +113,30 @@ describe("contract: failures stay with their stream", () => {
     assert.equal(t.server.registry.current("thrower")!.stats().coldStarts, 1);
   });
 
+  it("an output that cannot be sent fails its stream with OUTPUT_NOT_SERIALIZABLE; neighbours go on", async () => {
+    const a = await open(t, "thrower", "out-fn");
+    const b = await open(t, "thrower", "out-bigint");
+    const c = await open(t, "thrower", "out-neighbour");
+    await echoed(c, "x");
+    a.event("function"); // cannot cross the thread boundary
+    b.event("bigint"); // crosses it, but has no JSON form
+    c.event("y");
+    const [endA, endB] = await Promise.all([a.waitEnd(), b.waitEnd()]);
+    failedWith(endA, "OUTPUT_NOT_SERIALIZABLE");
+    const errB = failedWith(endB, "OUTPUT_NOT_SERIALIZABLE");
+    assert.match(errB.message, /output 1 is not JSON-serializable/);
+    await c.waitFor((r) => r.type === "output" && r.data === "y");
+    c.end();
+    assert.equal((await c.waitEnd()).status, "completed");
+  });
+
+  it("a handler that throws a non-Error fails with HANDLER_ERROR carrying its text", async () => {
+    const c = await open(t, "thrower", "throws-string");
+    c.event("string");
+    const error = failedWith(await c.waitEnd(), "HANDLER_ERROR");
+    assert.equal(error.message, "a thrown string");
+  });
+
   it("a handler that stops pulling while events wait fails with HANDLER_STALLED", async () => {
     const c = await open(t, "staller", "stall-1");
     c.event("hang");
@@ -120,18 +147,18 @@ describe("contract: failures stay with their stream", () => {
 
   it("a slow handler that keeps pulling is not stalled, however long the stream takes", async () => {
     const c = await open(t, "staller", "slow-but-moving");
-    // Each event takes a fifth of the stall timeout; together they take much longer than it.
-    for (let i = 0; i < 8; i++) c.event({ sleep: 50 });
+    // Each event takes a tenth of the stall timeout; together they take longer than it.
+    for (let i = 0; i < 12; i++) c.event({ sleep: 40 });
     c.end();
     const end = await c.waitEnd(10_000);
     assert.equal(end.status, "completed", JSON.stringify(end));
-    assert.equal(c.outputs().length, 9);
+    assert.equal(c.outputs().length, 13);
   });
 
   it("an idle handler waiting for its next event is not stalled", async () => {
     const c = await open(t, "staller", "just-waiting");
     await echoed(c, "one");
-    await new Promise((r) => setTimeout(r, 400)); // longer than stallTimeoutMs, but nothing waits
+    await new Promise((r) => setTimeout(r, 600)); // longer than stallTimeoutMs, but nothing waits
     await echoed(c, "two");
     c.end();
     assert.equal((await c.waitEnd()).status, "completed");
