@@ -4,7 +4,7 @@ import { Command, Option } from "commander";
 import { StreamfnError } from "../api/errors.js";
 import type { StreamFunctionOptions } from "../api/types.js";
 import { StreamfnServer } from "../server/server.js";
-import { applySetting, readConfigFile } from "./config.js";
+import { applySetting, parsePort, readConfigFile } from "./config.js";
 import { sendStream } from "./send.js";
 
 const program = new Command();
@@ -14,7 +14,7 @@ program
   .command("serve")
   .description("serve every function file in a directory (one file = one function)")
   .argument("[dir]", "functions directory", "functions")
-  .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser(Number))
+  .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser((v) => parsePort(v, "--port (or $PORT)")))
   .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
   .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
   .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")

@@ -219,18 +219,26 @@ export class FunctionPool {
     instance.keepAliveTimer = setTimeout(() => {
       instance.keepAliveTimer = undefined;
       if (instance.tenants.size > 0 || instance.state !== "ready") return;
-      // minInstances stay warm: stop only the surplus.
-      if (this.instances.size <= this.options.minInstances) return;
+      // minInstances stay warm: stop only the surplus. Count only instances that are not
+      // already stopping: idle instances' timers fire together, and counting the ones stopped
+      // a moment ago would stop them all, then cold-start a replacement.
+      if (this.#liveInstances() <= this.options.minInstances) return;
       void instance.stop();
     }, this.options.keepAliveMs);
     instance.keepAliveTimer.unref();
   }
 
   #keepMinimum(): void {
-    while (this.instances.size < this.options.minInstances) {
+    while (this.#liveInstances() < this.options.minInstances) {
       const i = this.#start();
       i.idleSince = performance.now();
     }
+  }
+
+  #liveInstances(): number {
+    let n = 0;
+    for (const i of this.instances) if (i.state === "starting" || i.state === "ready") n++;
+    return n;
   }
 
   #checkDrained(): void {

@@ -144,6 +144,9 @@ export class Router {
     stream.durationTimer = setTimeout(() => this.endInput(stream, "max-duration"), stream.options.maxDurationMs);
     stream.durationTimer.unref();
     this.#observer.streamOpened?.(stream);
+    // A slot taken at once was bound inside acquire(), before the stream was listed: report
+    // the bind now, so observers always see opened → bound → closed.
+    if (stream.state === "running") this.#observer.streamBound?.(stream, stream.boundAt! - stream.openedAt);
     return stream;
   }
 
@@ -229,6 +232,18 @@ export class Router {
   }
 
   /**
+   * Withdraws a stream whose producer never got connected (its handshake failed after the
+   * stream was opened). Unlike `fail`, its id is not remembered as ended: the producer's retry
+   * with the same id opens it afresh instead of meeting STREAM_BUSY or STREAM_ENDED.
+   */
+  abandon(stream: Stream): void {
+    if (stream.state === "done") return;
+    const error: ErrorRecord = { code: "INTERNAL", message: "the producer's connection failed before the stream started" };
+    stream.instance?.kill(stream.sid, error);
+    this.#close(stream, error, false);
+  }
+
+  /**
    * Stops taking streams; waits up to `graceMs` for live ones to finish on their own, then
    * fails the rest with SHUTTING_DOWN.
    */
@@ -255,7 +270,7 @@ export class Router {
     stream.boundAt = Date.now();
     stream.request = undefined;
     stream.lastProgressAt = performance.now();
-    this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
+    if (this.#streams.get(stream.key) === stream) this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
     this.#deliver(stream);
   }
 
@@ -329,10 +344,12 @@ export class Router {
   #releaseHeldAcks(stream: Stream): void {
     const held = stream.heldAcks;
     stream.heldAcks = 0;
+    // The stall clock starts again from the moment the handler may go on.
+    if (held > 0) stream.lastProgressAt = performance.now();
     for (let i = 0; i < held; i++) stream.instance?.ackOutput(stream.sid);
   }
 
-  #close(stream: Stream, error: ErrorRecord | undefined): void {
+  #close(stream: Stream, error: ErrorRecord | undefined, remember = true): void {
     if (stream.state === "done") return;
     const wasWaiting = stream.state === "waiting";
     stream.state = "done";
@@ -349,14 +366,16 @@ export class Router {
     if (error) record.error = error;
     stream.end = record;
     if (this.#streams.get(stream.key) === stream) this.#streams.delete(stream.key);
-    this.#ended.add(stream.key, {
-      ...record,
-      endedAt: Date.now(),
-      openedAt: stream.openedAt,
-      version: stream.version,
-      duplicates: stream.duplicates,
-      retained: stream.retained,
-    });
+    if (remember) {
+      this.#ended.add(stream.key, {
+        ...record,
+        endedAt: Date.now(),
+        openedAt: stream.openedAt,
+        version: stream.version,
+        duplicates: stream.duplicates,
+        retained: stream.retained,
+      });
+    }
     stream.inbox.length = 0;
     stream.inboxHead = 0;
     this.#resumeProducer(stream);
@@ -368,6 +387,7 @@ export class Router {
   #resumeProducer(stream: Stream): void {
     if (!stream.producerPaused) return;
     stream.producerPaused = false;
+    stream.lastEventAt = performance.now();
     stream.producer?.resume();
   }
 
@@ -379,20 +399,35 @@ export class Router {
     stream.idleTimer = setTimeout(() => {
       stream.idleTimer = undefined;
       if (stream.inputEnd !== undefined || stream.state === "done") return;
+      // A producer we paused has events it may not send: it is held back, not idle. Ending its
+      // input now would refuse everything it still has. The idle clock restarts on resume.
+      if (stream.producerPaused) stream.lastEventAt = performance.now();
       if (performance.now() - stream.lastEventAt >= stream.options.idleTimeoutMs - 1) this.endInput(stream, "idle");
       else this.#armIdle(stream);
     }, Math.max(1, wait));
     stream.idleTimer.unref();
   }
 
+  /**
+   * How long the handler has had since `since`. A stream bound to an instance that is still
+   * starting has had none: its cold start is not the handler's time, whatever the watchdogs.
+   */
+  #handlerTime(stream: Stream, since: number): number {
+    const readyAt = stream.instance?.readyAt;
+    if (readyAt === undefined) return 0;
+    return performance.now() - Math.max(since, readyAt);
+  }
+
   #armStall(stream: Stream): void {
     if (stream.stallTimer) return;
-    const wait = stream.options.stallTimeoutMs - (performance.now() - stream.lastProgressAt);
+    const wait = stream.options.stallTimeoutMs - this.#handlerTime(stream, stream.lastProgressAt);
     stream.stallTimer = setTimeout(() => {
       stream.stallTimer = undefined;
       if (stream.state !== "running" || stream.inflight === 0) return;
-      const idleFor = performance.now() - stream.lastProgressAt;
-      if (idleFor >= stream.options.stallTimeoutMs - 1) {
+      // Output credits held for a backed-up consumer keep the handler waiting on purpose: a
+      // slow reader slows the handler; that is backpressure, not a stalled handler.
+      if (stream.heldAcks > 0) stream.lastProgressAt = performance.now();
+      if (this.#handlerTime(stream, stream.lastProgressAt) >= stream.options.stallTimeoutMs - 1) {
         this.fail(stream, {
           code: "HANDLER_STALLED",
           message: `the handler did not take a waiting event for ${stream.options.stallTimeoutMs} ms (stallTimeoutMs)`,
@@ -406,12 +441,20 @@ export class Router {
 
   #armEpilogue(stream: Stream): void {
     if (stream.epilogueTimer || stream.state !== "running") return;
+    stream.epilogueSince ??= performance.now();
+    const wait = stream.options.epilogueMs - this.#handlerTime(stream, stream.epilogueSince);
     stream.epilogueTimer = setTimeout(() => {
-      this.fail(stream, {
-        code: "EPILOGUE_TIMEOUT",
-        message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
-      });
-    }, stream.options.epilogueMs);
+      stream.epilogueTimer = undefined;
+      if (stream.state !== "running") return;
+      if (this.#handlerTime(stream, stream.epilogueSince!) >= stream.options.epilogueMs - 1) {
+        this.fail(stream, {
+          code: "EPILOGUE_TIMEOUT",
+          message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
+        });
+      } else {
+        this.#armEpilogue(stream);
+      }
+    }, Math.max(1, wait));
     stream.epilogueTimer.unref();
   }
 }

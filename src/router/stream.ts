@@ -68,6 +68,8 @@ export class Stream {
   durationTimer: NodeJS.Timeout | undefined;
   stallTimer: NodeJS.Timeout | undefined;
   epilogueTimer: NodeJS.Timeout | undefined;
+  /** When the handler's input end was delivered and nothing was left for it to take. */
+  epilogueSince: number | undefined;
   end: EndRecord | undefined;
 
   constructor(
