@@ -25,9 +25,33 @@ const kMaxFrameBytes = 64 * 1024 * 1024;
 export class WebSocketGateway {
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: kMaxFrameBytes, perMessageDeflate: false });
   readonly #router: Router;
+  /** Connections that answered the last ping (or sent anything since). */
+  readonly #alive = new WeakSet<WebSocket>();
+  readonly #heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(router: Router) {
+  /**
+   * `pingIntervalMs`: a peer that answers no ping for this long is cut off, which ends its
+   * stream's input (`disconnect`) and releases a handler held by output backpressure. Without
+   * it a client that vanished without a FIN would hold its stream until max duration.
+   */
+  constructor(router: Router, pingIntervalMs = 30_000) {
     this.#router = router;
+    if (pingIntervalMs > 0) {
+      this.#heartbeat = setInterval(() => this.#ping(), pingIntervalMs);
+      this.#heartbeat.unref();
+    }
+  }
+
+  #ping(): void {
+    for (const ws of this.#wss.clients) {
+      // A connection we paused (its stream's inbox is full) cannot read the pong: not its fault.
+      if (!this.#alive.has(ws) && !ws.isPaused) {
+        ws.terminate();
+        continue;
+      }
+      this.#alive.delete(ws);
+      ws.ping();
+    }
   }
 
   get connections(): number {
@@ -60,12 +84,15 @@ export class WebSocketGateway {
   }
 
   close(): void {
+    clearInterval(this.#heartbeat);
     for (const ws of this.#wss.clients) ws.terminate();
     this.#wss.close();
   }
 
   #serve(ws: WebSocket, stream: Stream, sink: WebSocketSink): void {
     const router = this.#router;
+    this.#alive.add(ws);
+    ws.on("pong", () => this.#alive.add(ws));
     sink.send(
       `{"type":"open","function":${JSON.stringify(stream.functionName)},"streamId":${JSON.stringify(stream.streamId)},"version":"${stream.version}"}`,
     );

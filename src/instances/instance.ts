@@ -29,6 +29,8 @@ export interface InstanceEvents {
 }
 
 let nextInstanceId = 1;
+/** Instances get at least this long to load, whatever `unresponsiveMs` says. */
+const kMinStartTimeoutMs = 10_000;
 
 /**
  * One sandbox running one function version, with `concurrency` stream slots. Messages to the
@@ -70,7 +72,27 @@ export class Instance {
     });
     this.#sandbox.onBatch = (batch) => this.#onBatch(batch);
     this.#sandbox.onExit = (exit) => this.#die(this.state === "starting" ? { ...exit, code: "FUNCTION_LOAD_FAILED" } : exit);
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#settleReady = (err) => (err ? reject(err) : resolve());
+    });
+    this.ready.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
+    // A module that hangs while loading would otherwise hold its streams forever: the
+    // heartbeat only watches instances that are ready.
+    const startLimit = Math.max(kMinStartTimeoutMs, this.#unresponsiveMs);
+    this.#startTimer = setTimeout(() => {
+      if (this.state !== "starting") return;
+      this.#die({
+        code: "FUNCTION_LOAD_FAILED",
+        message: `the instance did not finish loading within ${startLimit} ms`,
+      });
+    }, startLimit);
+    this.#startTimer.unref();
   }
+
+  /** Settles when the instance is ready to run streams, or rejects if it went away first. */
+  readonly ready: Promise<void>;
+  #settleReady: (err?: Error) => void = () => {};
+  #startTimer: NodeJS.Timeout | undefined;
 
   get freeSlots(): number {
     return this.concurrency - this.tenants.size;
@@ -167,8 +189,11 @@ export class Instance {
           break;
         }
         case "ready":
+          if (this.state !== "starting") break;
+          clearTimeout(this.#startTimer);
           this.state = "ready";
           this.readyAt = performance.now();
+          this.#settleReady();
           this.#events.ready(this, op.options);
           break;
         case "pong":
@@ -224,6 +249,8 @@ export class Instance {
   }
 
   #clearTimers(): void {
+    clearTimeout(this.#startTimer);
+    this.#settleReady(new Error("the instance stopped before it was ready"));
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);

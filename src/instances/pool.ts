@@ -10,6 +10,11 @@ export interface SlotRequest {
   bind(instance: Instance, cold: boolean): void;
   /** The wait ended without a slot (pool stopped, or its instances could not start). */
   reject(error: StreamfnError): void;
+  /**
+   * The version this request waited for was replaced before a slot came free. Returns true if
+   * the request found a place elsewhere (the router moves it to the new version).
+   */
+  replaced?(): boolean;
 }
 
 export interface PoolObserver {
@@ -115,6 +120,7 @@ export class FunctionPool {
     if (this.#draining) return;
     this.#draining = true;
     for (const r of this.#queue.splice(0)) {
+      if (r.replaced?.()) continue;
       r.reject(new StreamfnError("SHUTTING_DOWN", `version ${this.version} of ${this.functionName} was replaced`));
     }
     for (const i of [...this.instances]) if (i.tenants.size === 0) void i.stop();
@@ -180,18 +186,12 @@ export class FunctionPool {
     return instance;
   }
 
-  #ready(instance: Instance): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const poll = setInterval(() => {
-        if (instance.state === "ready") {
-          clearInterval(poll);
-          resolve();
-        } else if (instance.state === "stopped" || instance.state === "stopping") {
-          clearInterval(poll);
-          reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${this.functionName}: an instance failed to start`));
-        }
-      }, 5);
-    });
+  async #ready(instance: Instance): Promise<void> {
+    try {
+      await instance.ready;
+    } catch {
+      throw new StreamfnError("FUNCTION_LOAD_FAILED", `${this.functionName}: an instance failed to start`);
+    }
   }
 
   #afterSlotChange(instance: Instance): void {

@@ -136,6 +136,7 @@ export class Router {
       tenant,
       bind: (instance, cold) => this.#bind(stream, instance, cold),
       reject: (error) => this.#close(stream, error.toRecord()),
+      replaced: () => this.#moveToCurrent(stream),
     };
     pool.acquire(stream.request); // throws CAPACITY_EXCEEDED before the stream exists anywhere
     if (stream.state === "done") throw new StreamfnError(stream.end!.error!.code, stream.end!.error!.message);
@@ -257,6 +258,20 @@ export class Router {
       this.fail(stream, { code: "SHUTTING_DOWN", message: "the server shut down before the stream ended" });
     }
     this.#ended.clear();
+  }
+
+  /** A waiting stream whose version was replaced queues on the new one instead of failing. */
+  #moveToCurrent(stream: Stream): boolean {
+    if (this.#closing || stream.state !== "waiting" || !stream.request) return false;
+    const pool = this.#catalog.current(stream.functionName);
+    if (!pool || pool === stream.pool || pool.draining) return false;
+    stream.pool = pool;
+    try {
+      pool.acquire(stream.request);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #bind(stream: Stream, instance: Instance, cold: boolean): void {

@@ -77,7 +77,8 @@ export class Stream {
     readonly key: string,
     readonly functionName: string,
     readonly streamId: string,
-    readonly pool: FunctionPool,
+    /** The version's pool; a stream still waiting for a slot moves to a newer version when its own is replaced. */
+    public pool: FunctionPool,
     readonly options: ResolvedOptions,
     readonly outputRetention: number,
     /** Bytes of retained outputs kept per stream (JSON text length or binary length). */

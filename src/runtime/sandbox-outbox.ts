@@ -1,6 +1,5 @@
 import type { MessagePort } from "node:worker_threads";
 import type { ErrorRecord } from "../api/errors.js";
-import { isErrorCode } from "../api/errors.js";
 import type { FromSandbox } from "./protocol.js";
 
 /**
@@ -69,11 +68,12 @@ export class SandboxOutbox {
   };
 }
 
+/**
+ * What a handler's failure reports. Always HANDLER_ERROR: a stream the platform aborted
+ * (stall, epilogue, shutdown) is ended by the router itself, so whatever the handler throws
+ * afterwards is never reported, and a handler cannot pass itself off as a platform failure.
+ */
 export function toErrorRecord(err: unknown): ErrorRecord {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    // Platform codes pass through (an abort the router asked for); anything else the handler threw is HANDLER_ERROR.
-    return { code: isErrorCode(code) && code !== "INTERNAL" ? code : "HANDLER_ERROR", message: err.message || err.name };
-  }
+  if (err instanceof Error) return { code: "HANDLER_ERROR", message: err.message || err.name };
   return { code: "HANDLER_ERROR", message: String(err) };
 }

@@ -19,6 +19,8 @@ export interface ServerOptions {
   /** Default 127.0.0.1. */
   host?: string;
   token?: string;
+  /** WebSocket keep-alive ping interval; a peer that misses a ping is disconnected. Default 30 000; 0 disables. */
+  pingIntervalMs?: number;
   /** Options under every function's own. */
   defaults?: StreamFunctionOptions;
   /** Per function, over its own options. */
@@ -75,7 +77,7 @@ export class StreamfnServer {
       endedRetentionMs: options.endedRetentionMs,
       outputRetention: options.outputRetention,
     });
-    this.gateway = new Gateway(this.router, { token: options.token });
+    this.gateway = new Gateway(this.router, { token: options.token, pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(this.router, this.registry));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
