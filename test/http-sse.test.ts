@@ -150,10 +150,21 @@ describe("HTTP: outputs as server-sent events", () => {
     assert.equal(stream.sinks.size, 0);
   });
 
-  it("answers unknown streams and bad resume points with an error", async () => {
-    const unknown = await call(`${base("echo", "nobody")}/outputs`);
-    assert.equal(unknown.status, 404);
-    assert.equal(unknown.body.error!.code, "STREAM_NOT_FOUND");
+  it("lets a subscriber connect before the stream opens, and follows it from its first output", async () => {
+    const sse = new SseClient(`${base("echo", "early")}/outputs`);
+    assert.equal((await sse.waitResponse()).statusCode, 200);
+    await postEvents(t.url, "echo", "early", [{ data: "first" }, { data: "second" }]);
+    const outs = await sse.waitOutputs(2);
+    assert.deepEqual(outs.map((o) => o.n), [1, 2]);
+    assert.deepEqual(outs.map((o) => o.data), ["first", "second"]);
+    await call(`${base("echo", "early")}/end`, { method: "POST" });
+    assert.equal((await sse.waitEnd()).status, "completed");
+  });
+
+  it("answers unknown functions and bad resume points with an error", async () => {
+    const unknownFn = await call(`${t.url}/v1/functions/nope/streams/x/outputs`);
+    assert.equal(unknownFn.status, 404);
+    assert.equal(unknownFn.body.error!.code, "FUNCTION_NOT_FOUND");
     const status = await call(base("echo", "nobody"));
     assert.equal(status.status, 404);
     assert.equal(status.body.error!.code, "STREAM_NOT_FOUND");

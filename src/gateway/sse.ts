@@ -1,12 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { FunctionCatalog, Router } from "../router/router.js";
-import type { EndRecord, RetainedOutput } from "../router/stream.js";
+import type { EndedStream } from "../router/ended-streams.js";
+import type { EndRecord, RetainedOutput, Stream } from "../router/stream.js";
 import { notFound } from "./http-events.js";
 import { errorRecord, outputRecord } from "./records.js";
 import { ResponseSink } from "./response-sink.js";
 import type { StreamRoute } from "./routes.js";
 
+/** How long a subscriber waits for a stream that has not opened yet. */
+const kOpenWaitMs = 60_000;
 /** A comment line this often keeps idle subscriptions open through proxies. */
 const kHeartbeatMs = 15_000;
 
@@ -72,7 +75,21 @@ export function serveOutputs(
   const after = resumePoint(req, url);
   const stream = router.get(functionName, streamId);
   const ended = stream ? undefined : router.ended(functionName, streamId);
-  if (!stream && !ended) throw notFound(catalog, functionName, streamId);
+  if (!stream && !ended && !catalog.current(functionName)) throw notFound(catalog, functionName, streamId);
+
+  let cancelWait: (() => void) | undefined;
+  if (!stream && !ended) {
+    // Not open yet: wait for it, so a subscriber may connect before the producer's first event.
+    cancelWait = router.awaitOpen(functionName, streamId, (s) => {
+      clearTimeout(timer);
+      follow(s);
+    });
+    if (!cancelWait) {
+      throw new StreamfnError("CAPACITY_EXCEEDED", "too many subscribers are waiting for streams to open", {
+        retryAfterMs: 1000,
+      });
+    }
+  }
 
   res.writeHead(200, {
     "content-type": "text/event-stream",
@@ -81,33 +98,60 @@ export function serveOutputs(
   });
   const sink = new SseSink(res, after);
   sink.write(`: outputs of ${functionName}/${streamId}\n\n`);
-
-  // Everything below runs in one turn: no output can slip between the replay and the live sink.
-  const retained = stream ? stream.retained : (ended!.retained ?? []);
-  const total = stream ? stream.outputs : ended!.outputs;
-  const firstKept = retained.length > 0 ? retained[0]!.n : total + 1;
-  if (after + 1 < firstKept && after < total) {
-    const last = Math.min(firstKept - 1, total);
-    const range = after + 1 === last ? `output ${last} is` : `outputs ${after + 1}-${last} are`;
-    sink.expired(
-      "OUTPUTS_EXPIRED",
-      `${range} no longer retained (only the most recent outputs are kept)` +
-        (firstKept <= total ? `; continuing from output ${firstKept}` : ""),
-    );
+  const timer = cancelWait
+    ? setTimeout(() => {
+        cancelWait?.();
+        sink.stopHeartbeat();
+        sink.finish(
+          `event: error\ndata: ${errorRecord({
+            code: "STREAM_NOT_FOUND",
+            message: `stream "${streamId}" of ${functionName} did not open within ${kOpenWaitMs} ms`,
+          })}\n\n`,
+        );
+      }, kOpenWaitMs)
+    : undefined;
+  timer?.unref();
+  if (cancelWait) {
+    res.once("close", () => {
+      clearTimeout(timer);
+      cancelWait?.();
+    });
+    return;
   }
-  sink.replay(retained);
+  if (stream) follow(stream);
+  else replayEnded(ended!);
 
-  if (!stream) {
-    const e = ended!;
+  function follow(s: Stream): void {
+    // Runs in one turn: no output can slip between the replay and the live sink.
+    announceGap(s.retained, s.outputs);
+    sink.replay(s.retained);
+    router.addSink(s, sink);
+    res.once("close", () => {
+      if (s.state !== "done") router.removeSink(s, sink);
+    });
+  }
+
+  function replayEnded(e: EndedStream): void {
+    const retained = e.retained ?? [];
+    announceGap(retained, e.outputs);
+    sink.replay(retained);
     const record: EndRecord = { type: "end", status: e.status, reason: e.reason, events: e.events, outputs: e.outputs };
     if (e.error) record.error = e.error;
     sink.end(record);
-    return;
   }
-  router.addSink(stream, sink);
-  res.once("close", () => {
-    if (stream.state !== "done") router.removeSink(stream, sink);
-  });
+
+  function announceGap(retained: readonly RetainedOutput[], total: number): void {
+    const firstKept = retained.length > 0 ? retained[0]!.n : total + 1;
+    if (after + 1 < firstKept && after < total) {
+      const last = Math.min(firstKept - 1, total);
+      const range = after + 1 === last ? `output ${last} is` : `outputs ${after + 1}-${last} are`;
+      sink.expired(
+        "OUTPUTS_EXPIRED",
+        `${range} no longer retained (only the most recent outputs are kept)` +
+          (firstKept <= total ? `; continuing from output ${firstKept}` : ""),
+      );
+    }
+  }
 }
 
 /** The last output number the subscriber has: `Last-Event-ID` (set by EventSource on reconnect) wins over `?from=`. */

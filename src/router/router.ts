@@ -46,6 +46,8 @@ export interface PushResult {
 }
 
 const kStreamIdPattern = /^[A-Za-z0-9._:~-]{1,128}$/;
+/** Subscribers that may wait for streams not yet open, over all streams. */
+const kMaxOpenWaiters = 10_000;
 /** Events in flight to an instance per stream; more wait in the stream's inbox. */
 const kInstanceWindow = 64;
 /** A producer that ignores pause (frames already read off its socket) may overshoot this much. */
@@ -63,6 +65,8 @@ export class Router {
   readonly #outputRetention: number;
   readonly #outputRetentionBytes: number;
   #nextSid = 1;
+  readonly #openWaiters = new Map<string, Set<(stream: Stream) => void>>();
+  #openWaiterCount = 0;
   #closing = false;
 
   constructor(catalog: FunctionCatalog, observer: RouterObserver = {}, options: RouterOptions = {}) {
@@ -148,7 +152,34 @@ export class Router {
     // A slot taken at once was bound inside acquire(), before the stream was listed: report
     // the bind now, so observers always see opened → bound → closed.
     if (stream.state === "running") this.#observer.streamBound?.(stream, stream.boundAt! - stream.openedAt);
+    const waiters = this.#openWaiters.get(key);
+    if (waiters) {
+      this.#openWaiters.delete(key);
+      this.#openWaiterCount -= waiters.size;
+      // Called before any output can exist (outputs arrive from the instance, later).
+      for (const cb of waiters) cb(stream);
+    }
     return stream;
+  }
+
+  /**
+   * Calls `cb` when (function, streamId) opens: for a subscriber that connects before the
+   * producer's first event. Returns a cancel function, or undefined when too many subscribers
+   * already wait (the bound keeps waiting subscribers from growing without limit).
+   */
+  awaitOpen(functionName: string, streamId: string, cb: (stream: Stream) => void): (() => void) | undefined {
+    if (this.#openWaiterCount >= kMaxOpenWaiters) return undefined;
+    const key = keyOf(functionName, streamId);
+    let set = this.#openWaiters.get(key);
+    if (!set) this.#openWaiters.set(key, (set = new Set()));
+    set.add(cb);
+    this.#openWaiterCount++;
+    return () => {
+      const s = this.#openWaiters.get(key);
+      if (!s?.delete(cb)) return;
+      this.#openWaiterCount--;
+      if (s.size === 0) this.#openWaiters.delete(key);
+    };
   }
 
   /** Opens the stream or returns the live one: for producers that post events one request at a time. */
