@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -61,7 +62,9 @@ describe("stream lifecycle across connections and versions", () => {
       const b = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/waiter`);
       b.event("b1");
       await eventually(() => t.server.router.get("echo", "waiter")?.state === "waiting", 5_000, "b to wait");
-      const v1 = t.server.registry.current("echo")!.version;
+      const v1Pool = t.server.registry.current("echo")!;
+      const v1 = v1Pool.version;
+      assert.ok(existsSync(v1Pool.bundlePath));
       await writeFile(join(t.dir, "echo.ts"), versioned(2));
       await eventually(() => t.server.registry.current("echo")?.version !== v1, 15_000, "the new version");
       // b was not refused: it runs on the new version's instance while a finishes on v1.
@@ -73,6 +76,9 @@ describe("stream lifecycle across connections and versions", () => {
       a.end();
       assert.equal((await a.waitEnd()).status, "completed");
       assert.deepEqual(a.outputs(), [{ v: 1, e: "a1" }, { v: 1, e: "a2" }]);
+      // Once v1 has drained, its bundle is cleaned up; v2's stays.
+      await eventually(() => !existsSync(v1Pool.bundlePath), 10_000, "the old bundle to be removed");
+      assert.ok(existsSync(t.server.registry.current("echo")!.bundlePath));
     } finally {
       await t.close();
     }

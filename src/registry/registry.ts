@@ -1,4 +1,4 @@
-import { readdir, stat } from "node:fs/promises";
+import { readdir, stat, unlink } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
@@ -7,6 +7,7 @@ import { FunctionPool } from "../instances/pool.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
 import { bundleFunction } from "./bundler.js";
+import type { Bundle } from "./bundler.js";
 import { probeFunction } from "./probe.js";
 import { DirectoryWatcher } from "./watcher.js";
 
@@ -56,6 +57,8 @@ export function functionNameOf(file: string): string | undefined {
 export class Registry implements FunctionCatalog {
   readonly dir: string;
   readonly cacheDir: string;
+  /** Bundles being deployed right now: not to be deleted by a version that drains meanwhile. */
+  readonly #loading = new Set<string>();
   readonly #functions = new Map<string, DeployedFunction>();
   readonly #options: RegistryOptions;
   /** One deploy or removal at a time per function, in order. */
@@ -197,6 +200,15 @@ export class Registry implements FunctionCatalog {
   async #deploy(name: string, file: string): Promise<DeployedFunction> {
     if (this.#closed) throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry is closed`);
     const bundle = await bundleFunction(file, name, this.cacheDir);
+    this.#loading.add(bundle.path);
+    try {
+      return await this.#activate(name, file, bundle);
+    } finally {
+      this.#loading.delete(bundle.path);
+    }
+  }
+
+  async #activate(name: string, file: string, bundle: Bundle): Promise<DeployedFunction> {
     const existing = this.#functions.get(name);
     if (existing?.current?.version === bundle.version) return existing;
     const own = await probeFunction(bundle.path, name);
@@ -222,12 +234,23 @@ export class Registry implements FunctionCatalog {
     return fn;
   }
 
+  #bundleInUse(path: string): boolean {
+    if (this.#loading.has(path)) return true;
+    for (const fn of this.#functions.values()) {
+      if (fn.current?.bundlePath === path) return true;
+      for (const p of fn.retiring) if (p.bundlePath === path) return true;
+    }
+    return false;
+  }
+
   #retire(fn: DeployedFunction, pool: FunctionPool): void {
     fn.retiring.add(pool);
     pool.onDrained = () => {
       fn.retiring.delete(pool);
       // A removed function is forgotten once its last version has drained.
       if (!fn.current && fn.retiring.size === 0 && this.#functions.get(fn.name) === fn) this.#functions.delete(fn.name);
+      // Its bundle goes too, unless a live pool runs the same content (an edit that was undone).
+      if (!this.#bundleInUse(pool.bundlePath)) void unlink(pool.bundlePath).catch(() => {});
     };
     pool.drain();
   }
