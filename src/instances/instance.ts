@@ -1,3 +1,4 @@
+import type { EventLoopUtilization } from "node:perf_hooks";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
@@ -29,6 +30,7 @@ export interface InstanceEvents {
 }
 
 let nextInstanceId = 1;
+const kUtilizationWindowMs = 100;
 /** Instances get at least this long to load, whatever `unresponsiveMs` says. */
 const kMinStartTimeoutMs = 10_000;
 
@@ -93,6 +95,26 @@ export class Instance {
   readonly ready: Promise<void>;
   #settleReady: (err?: Error) => void = () => {};
   #startTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * How busy the sandbox's event loop was lately (0..1), sampled at most every 100 ms. A
+   * CPU-bound function shows near 1 long before its streams start to queue.
+   */
+  get utilization(): number {
+    if (this.state !== "ready") return 0;
+    const now = performance.now();
+    if (now - this.#eluAt >= kUtilizationWindowMs) {
+      const total = this.#sandbox.eventLoopUtilization();
+      this.#elu = this.#eluTotal ? this.#sandbox.eventLoopUtilization(this.#eluTotal).utilization : total.utilization;
+      this.#eluTotal = total;
+      this.#eluAt = now;
+    }
+    return this.#elu;
+  }
+
+  #elu = 0;
+  #eluAt = 0;
+  #eluTotal: EventLoopUtilization | undefined;
 
   get freeSlots(): number {
     return this.concurrency - this.tenants.size;
@@ -193,6 +215,9 @@ export class Instance {
           clearTimeout(this.#startTimer);
           this.state = "ready";
           this.readyAt = performance.now();
+          // Utilization counts from here: loading the module kept the loop busy, serving has not yet.
+          this.#eluTotal = this.#sandbox.eventLoopUtilization();
+          this.#eluAt = this.readyAt;
           this.#settleReady();
           this.#events.ready(this, op.options);
           break;

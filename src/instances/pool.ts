@@ -4,6 +4,16 @@ import { Instance } from "./instance.js";
 import type { SlotTenant } from "./instance.js";
 import type { SandboxExit } from "./sandbox.js";
 
+/** Event-loop utilization above which an instance takes no new streams while another can start. */
+const kBusyUtilization = 0.9;
+
+/** Fullest first; among equals a ready instance over one still starting. */
+function fuller(i: Instance, than: Instance | undefined): boolean {
+  if (!than) return true;
+  if (i.tenants.size !== than.tenants.size) return i.tenants.size > than.tenants.size;
+  return i.state === "ready" && than.state !== "ready";
+}
+
 /** A stream waiting for a slot. `bind` is called once a slot is its own. */
 export interface SlotRequest {
   tenant: SlotTenant;
@@ -134,20 +144,21 @@ export class FunctionPool {
     await Promise.all([...this.instances].map((i) => i.stop({ code: "SHUTTING_DOWN", message: "the server is shutting down" })));
   }
 
+  /**
+   * The fullest instance with room (packing), skipping instances whose event loop is
+   * saturated: a CPU-bound function then spreads to a new instance (another core) before its
+   * streams queue. With no room elsewhere and no instance left to start, a busy one still serves.
+   */
   #place(): Instance | undefined {
     let best: Instance | undefined;
+    let cool: Instance | undefined;
     for (const i of this.instances) {
       if (i.freeSlots <= 0 || (i.state !== "ready" && i.state !== "starting")) continue;
-      // Fullest first; among equals prefer a ready instance over one still starting.
-      if (
-        !best ||
-        i.tenants.size > best.tenants.size ||
-        (i.tenants.size === best.tenants.size && i.state === "ready" && best.state !== "ready")
-      ) {
-        best = i;
-      }
+      if (fuller(i, best)) best = i;
+      if (i.utilization < kBusyUtilization && fuller(i, cool)) cool = i;
     }
-    return best;
+    if (cool || !best) return cool;
+    return this.instances.size < this.options.maxInstances && !this.#draining ? undefined : best;
   }
 
   #bind(instance: Instance, request: SlotRequest, cold: boolean): void {

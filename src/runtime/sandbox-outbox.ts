@@ -2,6 +2,9 @@ import type { MessagePort } from "node:worker_threads";
 import type { ErrorRecord } from "../api/errors.js";
 import type { FromSandbox } from "./protocol.js";
 
+/** Longest an output or credit waits in the outbox while the sandbox's turn goes on. */
+const kMaxHoldMs = 5;
+
 /**
  * Messages from a sandbox to the router, flushed once per event-loop turn. Pull credits are
  * summed per stream within a turn, so a handler that takes 100 events costs one record.
@@ -10,6 +13,7 @@ export class SandboxOutbox {
   #ops: FromSandbox[] = [];
   #pulls = new Map<number, number>();
   #scheduled = false;
+  #scheduledAt = 0;
   readonly #port: Pick<MessagePort, "postMessage">;
   readonly #refused: (s: number, error: ErrorRecord) => void;
 
@@ -30,12 +34,19 @@ export class SandboxOutbox {
   }
 
   #schedule(): void {
-    if (this.#scheduled) return;
+    if (this.#scheduled) {
+      // A handler that works through buffered events runs as one long chain of microtasks, so
+      // the turn can last long; past kMaxHoldMs what it produced so far goes out at once.
+      if (performance.now() - this.#scheduledAt > kMaxHoldMs) this.#flush();
+      return;
+    }
     this.#scheduled = true;
+    this.#scheduledAt = performance.now();
     setImmediate(this.#flush);
   }
 
   readonly #flush = (): void => {
+    if (!this.#scheduled) return; // flushed early; this is the stale setImmediate
     this.#scheduled = false;
     const ops = this.#ops;
     this.#ops = [];
