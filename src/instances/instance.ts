@@ -5,7 +5,7 @@ import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 
 export type EventOp = Extract<ToSandbox, { k: "ev" }>;
 import type { Sandbox, SandboxExit } from "./sandbox.js";
-import { ThreadSandbox } from "./thread-sandbox.js";
+import { createSandbox } from "./create-sandbox.js";
 
 /** The router's side of one stream bound to an instance slot. */
 export interface SlotTenant {
@@ -67,7 +67,7 @@ export class Instance {
     this.concurrency = spec.options.concurrency;
     this.#unresponsiveMs = spec.options.unresponsiveMs;
     this.#events = events;
-    this.#sandbox = new ThreadSandbox({
+    this.#sandbox = createSandbox(spec.options.sandbox, {
       bundlePath: spec.bundlePath,
       functionName: spec.functionName,
       memoryMb: spec.options.memoryMb,

@@ -211,7 +211,9 @@ export class Registry implements FunctionCatalog {
   async #activate(name: string, file: string, bundle: Bundle): Promise<DeployedFunction> {
     const existing = this.#functions.get(name);
     if (existing?.current?.version === bundle.version) return existing;
-    const own = await probeFunction(bundle.path, name);
+    // Code the operator marked for process isolation is not loaded into a thread even to be checked.
+    const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
+    const own = await probeFunction(bundle.path, name, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer);
     try {

@@ -1,18 +1,17 @@
-// Runs inside a sandbox thread: loads one function bundle and drives one handler invocation
-// per stream. Nothing here may assume it shares memory with the router.
-import { parentPort, workerData } from "node:worker_threads";
+// Runs inside a sandbox (a worker thread or a child process): loads one function bundle and
+// drives one handler invocation per stream. Nothing here may assume it shares memory with the router.
 import { pathToFileURL } from "node:url";
 import { isStreamFunction } from "../api/define.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { StreamFunction } from "../api/types.js";
 import { SandboxOutbox, toErrorRecord } from "./sandbox-outbox.js";
 import { StreamRun, prefixedLogger } from "./stream-driver.js";
-import type { SandboxInit, ToSandbox } from "./protocol.js";
+import type { ToSandbox } from "./protocol.js";
+import { connectSandboxPort } from "./sandbox-port.js";
 import { kOutputWindow } from "./protocol.js";
 
-const port = parentPort;
-if (!port) throw new Error("worker-main must run in a worker thread");
-const init = workerData as SandboxInit;
+const port = connectSandboxPort();
+const init = port.init;
 
 interface Live {
   run: StreamRun;
@@ -76,7 +75,7 @@ function finish(s: number, e: ErrorRecord | undefined): void {
   outbox.send(e ? { k: "done", s, e } : { k: "done", s });
 }
 
-port.on("message", (batch: ToSandbox[]) => {
+port.onMessage((batch: ToSandbox[]) => {
   for (const op of batch) {
     switch (op.k) {
       case "ev": {
