@@ -34,7 +34,7 @@ describe("--set option=value", () => {
       ["concurrency=0", /"concurrency" must be an integer >= 1, got 0/],
       ["idleTimeoutMs=soon", /"idleTimeoutMs" must be an integer/],
       ["idleTimeoutMs=1.5", /"idleTimeoutMs" must be an integer/],
-      ["sandbox=process", /sandbox must be "thread"/],
+      ["sandbox=vm", /sandbox must be "thread" or "process"/],
     ];
     for (const [setting, message] of cases) {
       const defaults: Record<string, unknown> = {};
