@@ -1,5 +1,6 @@
 // `npm run bench`: the platform's hot path, measured end to end against an in-process floor.
 // See docs/benchmarks.md for what each figure means; `npm run bench -- --help` for flags.
+import { readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -300,8 +301,14 @@ function startFigures(samples: StartSample[]): StartFigures {
  * for them. Then every stream ends: how long until no instance is left, and the CPU the
  * server uses once it is idle.
  */
-async function idleStreams(): Promise<IdleFigures> {
+async function idleStreams(): Promise<IdleFigures | undefined> {
   const n = config.idleStreams;
+  // Each stream is a socket in this process and one in the server: both need the file descriptors.
+  const limit = openFileLimit();
+  if (limit !== undefined && limit < n + 1000) {
+    log(`idle: skipped: ${n} streams need more than the open-file limit of ${limit}; raise it (ulimit -n ${n * 2}) or pass --idle-streams`);
+    return undefined;
+  }
   const url = `${server.wsBase}/idle/streams`;
   const base = await server.stats();
   log(`idle: opening ${n} streams`);
@@ -351,6 +358,15 @@ async function cpuShare(ms: number): Promise<number> {
   await sleep(ms);
   const b = await server.stats();
   return cpuBetween(a, b).totalUs / ((performance.now() - t) * 1000);
+}
+
+function openFileLimit(): number | undefined {
+  try {
+    const m = /Max open files\s+(\d+)/.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function totalInstances(s: ServerStats): number {

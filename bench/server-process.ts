@@ -72,9 +72,9 @@ function collect(): ServerStats {
   const mem = process.memoryUsage();
   const functions: ServerStats["functions"] = {};
   for (const fn of server.registry.functions()) {
-    let instances = fn.current.instances.size;
-    let coldStarts = fn.current.coldStarts;
-    for (const pool of fn.retiring) {
+    let instances = 0;
+    let coldStarts = 0;
+    for (const pool of fn.current ? [fn.current, ...fn.retiring] : fn.retiring) {
       instances += pool.instances.size;
       coldStarts += pool.coldStarts;
     }

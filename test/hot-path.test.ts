@@ -19,6 +19,8 @@ export default defineStreamFunction({
       else if (e === "skip") yield undefined;
       else if (e === "bytes") yield new Uint8Array([1, 2, 3]);
       else if (e === "bigint") yield { n: 1n };
+      else if (e === "promise") yield { later: Promise.resolve(1) };
+      else if (e === "symbol") yield [1, Symbol("s")];
       else yield e;
     }
   },
@@ -106,6 +108,20 @@ describe("the hot path", () => {
     next.end();
     assert.equal((await next.waitEnd()).status, "completed");
     assert.deepEqual(next.outputs(), ["after"]);
+  });
+
+  it("refuses outputs JSON would silently change: a promise (missing await) or a symbol inside", async () => {
+    for (const [what, pattern] of [
+      ["promise", /output 1 is not JSON-serializable: "later" is a promise \(missing await\?\)/],
+      ["symbol", /output 1 is not JSON-serializable: "1" is a symbol/],
+    ] as const) {
+      const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/outputs/streams`);
+      c.event(what);
+      const end = await c.waitEnd();
+      const error = end.error as { code: string; message: string };
+      assert.equal(error.code, "OUTPUT_NOT_SERIALIZABLE", what);
+      assert.match(error.message, pattern);
+    }
   });
 
   it("leaves the handler's loop through its finally when an output cannot be serialized", async () => {

@@ -9,7 +9,9 @@ export const ErrorCodes = {
   INVALID_ENVELOPE: { status: 400, retryable: false },
   INVALID_SEQ: { status: 400, retryable: false },
   INVALID_STREAM_ID: { status: 400, retryable: false },
+  INVALID_REQUEST: { status: 400, retryable: false },
   EVENT_TOO_LARGE: { status: 413, retryable: false },
+  BATCH_TOO_LARGE: { status: 413, retryable: false },
   FUNCTION_NOT_FOUND: { status: 404, retryable: false },
   STREAM_NOT_FOUND: { status: 404, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
@@ -20,6 +22,8 @@ export const ErrorCodes = {
   STREAM_ENDED: { status: 409, retryable: false },
   STREAM_INPUT_ENDED: { status: 409, retryable: false },
   STREAM_BUSY: { status: 409, retryable: false },
+  // a subscriber asked for outputs that are no longer kept (see outputRetention)
+  OUTPUTS_EXPIRED: { status: 410, retryable: false },
   // limits and capacity: retry later
   INBOX_FULL: { status: 429, retryable: true },
   CAPACITY_EXCEEDED: { status: 503, retryable: true },

@@ -58,8 +58,11 @@ export function validateOptions(input: unknown, where: string): StreamFunctionOp
     }
     if (value === undefined) continue;
     if (key === "sandbox") {
-      if (value !== "thread") {
-        throw new StreamfnError("INVALID_OPTIONS", `${where}: sandbox must be "thread", got ${JSON.stringify(value)}`);
+      if (value !== "thread" && value !== "process") {
+        throw new StreamfnError(
+          "INVALID_OPTIONS",
+          `${where}: sandbox must be "thread" or "process", got ${JSON.stringify(value)}`,
+        );
       }
       out[key] = value;
       continue;

@@ -9,10 +9,17 @@ export interface RunStreamOptions {
   endReason?: EndReason;
 }
 
+/** Events handed to the handler ahead of what it has taken: the platform's instance window. */
+const kWindow = 64;
+
 /**
  * Runs a stream function in-process over the given events and resolves with its outputs,
  * in order. The same iterator and driver run inside the platform's instances, so a handler
- * that passes here behaves the same when served. Rejects with whatever the handler throws.
+ * that passes here behaves the same when served. Rejects with whatever the handler throws
+ * (or, if the input iterable fails first, with the input's error).
+ *
+ * The input is read only as fast as the handler takes events (at most a window ahead), and
+ * no further once the handler has finished: a lazy or endless input works as a stream would.
  */
 export async function runStream<In, Out>(
   fn: StreamFunction<In, Out>,
@@ -22,23 +29,46 @@ export async function runStream<In, Out>(
   const outputs: Out[] = [];
   const streamId = options.streamId ?? "test-stream";
   const functionName = options.functionName ?? "test";
+  let taken = 0;
+  let finished = false;
+  let wake: (() => void) | undefined;
   const sink = {
     output: (value: unknown) => {
       outputs.push(value as Out);
     },
-    pulled: () => {},
+    pulled: (n: number) => {
+      taken += n;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    },
   };
   const run = new StreamRun(functionName, streamId, sink, prefixedLogger(`[${functionName}/${streamId}]`));
+  let inputFailure: { error: unknown } | undefined;
   const feeding = (async () => {
     let seq = 0;
-    for await (const data of events) run.channel.push({ d: data, q: ++seq, t: preciseNow() });
-    run.channel.end(options.endReason ?? "end");
+    for await (const data of events) {
+      if (finished) return; // leaving the loop closes the input iterator
+      run.channel.push({ d: data, q: ++seq, t: preciseNow() });
+      while (seq - taken >= kWindow && !finished) await new Promise<void>((r) => (wake = r));
+    }
+    if (!finished) run.channel.end(options.endReason ?? "end");
   })();
+  feeding.catch((error: unknown) => {
+    if (finished) return;
+    inputFailure = { error };
+    // The handler's pending next() rejects with the input's own error.
+    run.abort(error as Error);
+  });
   try {
-    await Promise.all([run.drive(fn as StreamFunction, sink), feeding]);
+    await run.drive(fn as StreamFunction, sink);
   } catch (err) {
     run.abort(err instanceof Error ? err : new Error(String(err)));
     throw err;
+  } finally {
+    finished = true;
+    wake?.();
   }
+  if (inputFailure) throw inputFailure.error;
   return outputs;
 }

@@ -1,13 +1,19 @@
 /** Why a stream's input ended. `disconnect` is a producer connection lost without an end. */
 export type EndReason = "end" | "idle" | "max-duration" | "max-events" | "disconnect";
 
-export type SandboxKind = "thread";
+/**
+ * `thread`: a worker thread with its own V8 heap (fast to start, binary events moved without
+ * copying). `process`: a child process under Node's permission model (no file writes, no
+ * child processes or threads, reads only the runtime and the function's directory), for code
+ * trusted less than the platform.
+ */
+export type SandboxKind = "thread" | "process";
 
 /** Per-function settings. Every one can also be set or overridden by server configuration. */
 export interface StreamFunctionOptions {
   /** The stream's input ends after this long without an event. Default 10 000. */
   idleTimeoutMs?: number;
-  /** The stream's input ends this long after its first event. Default 300 000. */
+  /** The stream's input ends this long after the stream opened. Default 300 000. */
   maxDurationMs?: number;
   /** The stream's input ends after this many events. Default 100 000. */
   maxEvents?: number;
@@ -33,7 +39,7 @@ export interface StreamFunctionOptions {
   memoryMb?: number;
   /** An instance whose event loop does not answer for this long is recycled. Default 10 000. */
   unresponsiveMs?: number;
-  /** Sandbox kind for instances. Default `thread`. */
+  /** Sandbox kind for instances: `thread` (default) or `process`. */
   sandbox?: SandboxKind;
 }
 

@@ -28,9 +28,16 @@ export function readConfigFile(path: string): ConfigFile {
     if (!known.has(key)) throw new StreamfnError("INVALID_OPTIONS", `config ${path}: unknown key "${key}" (known: ${[...known].join(", ")})`);
   }
   const out: ConfigFile = {};
-  if (cfg.port !== undefined) out.port = Number(cfg.port);
-  if (typeof cfg.host === "string") out.host = cfg.host;
-  if (typeof cfg.token === "string") out.token = cfg.token;
+  // Checked here, so a typo fails with its name instead of a NaN port or an ignored token.
+  if (cfg.port !== undefined) out.port = parsePort(cfg.port, `config ${path}: port`);
+  for (const key of ["host", "token"] as const) {
+    const v = cfg[key];
+    if (v === undefined) continue;
+    if (typeof v !== "string" || v === "") {
+      throw new StreamfnError("INVALID_OPTIONS", `config ${path}: "${key}" must be a non-empty string, got ${JSON.stringify(v)}`);
+    }
+    out[key] = v;
+  }
   out.defaults = validateOptions(cfg.defaults, `config ${path}: defaults`);
   if (cfg.functions !== undefined) {
     if (typeof cfg.functions !== "object" || cfg.functions === null) {
@@ -42,6 +49,15 @@ export function readConfigFile(path: string): ConfigFile {
     }
   }
   return out;
+}
+
+/** A TCP port: an integer 0-65535 (0 picks a free one), given as a number or a decimal string. */
+export function parsePort(value: unknown, where: string): number {
+  const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new StreamfnError("INVALID_OPTIONS", `${where} must be an integer from 0 to 65535, got ${JSON.stringify(value)}`);
+  }
+  return n;
 }
 
 /** Parses `--set name=value` (every function) or `--set fn.name=value` (one function). */

@@ -1,8 +1,10 @@
+import { isAbsolute, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { StreamfnError } from "../api/errors.js";
 import type { StreamFunctionOptions } from "../api/types.js";
 import { StreamfnServer } from "../server/server.js";
-import { applySetting, readConfigFile } from "./config.js";
+import { applySetting, parsePort, readConfigFile } from "./config.js";
 import { sendStream } from "./send.js";
 
 const program = new Command();
@@ -12,12 +14,13 @@ program
   .command("serve")
   .description("serve every function file in a directory (one file = one function)")
   .argument("[dir]", "functions directory", "functions")
-  .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser(Number))
+  .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser((v) => parsePort(v, "--port (or $PORT)")))
   .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
   .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
   .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
   .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
-  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[] }) => {
+  .option("--no-watch", "do not redeploy functions when their files change, appear or go")
+  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[]; watch: boolean }) => {
     const cfg = opts.config ? readConfigFile(opts.config) : {};
     const defaults: Record<string, unknown> = { ...cfg.defaults };
     const overrides: Record<string, Record<string, unknown>> = {};
@@ -31,13 +34,14 @@ program
       token: opts.token ?? cfg.token,
       defaults: defaults as StreamFunctionOptions,
       overrides: overrides as Record<string, StreamFunctionOptions>,
+      watch: opts.watch,
     });
-    const names = server.registry.functions().map((f) => f.name);
+    const names = server.registry.functions().filter((f) => f.current).map((f) => f.name);
     const first = names.includes("echo") ? "echo" : (names[0] ?? "<function>");
     const ws = server.url.replace(/^http/, "ws");
     console.log(
       `streamfn listening on ${server.url} (${names.length} function${names.length === 1 ? "" : "s"}: ${names.join(", ") || "none"}; ready in ${Date.now() - started} ms). ` +
-        `First stream: printf '{"hello":1}\\n{"hello":2}\\n' | npx streamfn send ${first} --url ${server.url} — or connect a WebSocket to ${ws}/v1/functions/${first}/streams`,
+        `First stream: printf '{"hello":1}\\n{"hello":2}\\n' | ${selfCommand()} send ${first} --url ${server.url} — or connect a WebSocket to ${ws}/v1/functions/${first}/streams`,
     );
     let stopping = false;
     const stop = (signal: string): void => {
@@ -66,12 +70,22 @@ program
     process.exitCode = status === "completed" ? 0 : 1;
   });
 
+/** How to run this CLI from the current directory: a path when run from a checkout, else the bin name. */
+function selfCommand(): string {
+  const bin = fileURLToPath(new URL("../../../bin/streamfn.js", import.meta.url));
+  const rel = relative(process.cwd(), bin);
+  return rel.startsWith("..") || isAbsolute(rel) ? "npx streamfn" : `node ${rel}`;
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof StreamfnError) console.error(`streamfn: ${err.code}: ${err.message}`);
-  else console.error(err);
+  else if (err instanceof Error && typeof (err as { code?: unknown }).code === "string") {
+    // System errors (ECONNREFUSED, EADDRINUSE…) read better as one line than as a stack.
+    console.error(`streamfn: ${String((err as { code?: unknown }).code)}: ${err.message}`);
+  } else console.error(err);
   process.exit(1);
 });

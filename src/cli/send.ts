@@ -1,7 +1,8 @@
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
-import { StreamfnError } from "../api/errors.js";
+import { StreamfnError, isErrorCode } from "../api/errors.js";
+import type { ErrorCode } from "../api/errors.js";
 
 export interface SendOptions {
   functionName: string;
@@ -27,12 +28,19 @@ export async function sendStream(opts: SendOptions): Promise<string> {
       let body = "";
       res.on("data", (c: Buffer) => (body += c.toString()));
       res.on("end", () => {
-        let msg = body;
+        // Keep the server's own code, so the CLI's error line matches what the docs list.
+        let code: ErrorCode = "INTERNAL";
+        let message = `server refused the stream with HTTP ${res.statusCode}: ${body.slice(0, 200)}`;
         try {
-          const e = JSON.parse(body).error;
-          msg = `${e.code}: ${e.message}`;
-        } catch {}
-        reject(new StreamfnError("INTERNAL", `server refused the stream (${res.statusCode}) ${msg}`));
+          const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown } }).error;
+          if (e && isErrorCode(e.code)) {
+            code = e.code;
+            message = String(e.message);
+          }
+        } catch {
+          // not JSON: keep the raw body in the message
+        }
+        reject(new StreamfnError(code, message));
       });
     });
     ws.on("error", (err) => reject(err));

@@ -23,6 +23,8 @@ export type StreamHttpHandler = (
 export interface GatewayOptions {
   /** When set, every request needs `Authorization: Bearer <token>` (or `?token=` for browsers' WebSockets). */
   token?: string;
+  /** WebSocket keep-alive: a peer silent to pings for this long is disconnected. Default 30 000; 0 disables. */
+  pingIntervalMs?: number;
 }
 
 /** Every protocol on one port: WebSocket upgrades and HTTP requests, with one auth check in front. */
@@ -35,7 +37,7 @@ export class Gateway {
 
   constructor(router: Router, options: GatewayOptions = {}) {
     this.#token = options.token ? Buffer.from(options.token) : undefined;
-    this.websocket = new WebSocketGateway(router);
+    this.websocket = new WebSocketGateway(router, options.pingIntervalMs);
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
       void this.#onRequest(req, res);
     });

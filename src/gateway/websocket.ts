@@ -6,6 +6,7 @@ import { WebSocketServer } from "ws";
 import type { WebSocket } from "ws";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
+import type { EndReason } from "../api/types.js";
 import type { Router } from "../router/router.js";
 import type { EndRecord, OutputSink, Stream } from "../router/stream.js";
 import { parseEnvelope } from "./envelope.js";
@@ -24,9 +25,33 @@ const kMaxFrameBytes = 64 * 1024 * 1024;
 export class WebSocketGateway {
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: kMaxFrameBytes, perMessageDeflate: false });
   readonly #router: Router;
+  /** Connections that answered the last ping (or sent anything since). */
+  readonly #alive = new WeakSet<WebSocket>();
+  readonly #heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(router: Router) {
+  /**
+   * `pingIntervalMs`: a peer that answers no ping for this long is cut off, which ends its
+   * stream's input (`disconnect`) and releases a handler held by output backpressure. Without
+   * it a client that vanished without a FIN would hold its stream until max duration.
+   */
+  constructor(router: Router, pingIntervalMs = 30_000) {
     this.#router = router;
+    if (pingIntervalMs > 0) {
+      this.#heartbeat = setInterval(() => this.#ping(), pingIntervalMs);
+      this.#heartbeat.unref();
+    }
+  }
+
+  #ping(): void {
+    for (const ws of this.#wss.clients) {
+      // A connection we paused (its stream's inbox is full) cannot read the pong: not its fault.
+      if (!this.#alive.has(ws) && !ws.isPaused) {
+        ws.terminate();
+        continue;
+      }
+      this.#alive.delete(ws);
+      ws.ping();
+    }
   }
 
   get connections(): number {
@@ -47,6 +72,11 @@ export class WebSocketGateway {
       rejectUpgrade(socket, err);
       return;
     }
+    // A handshake that ws refuses (bad headers) or that the client drops never reaches the
+    // callback: the stream opened for it must not keep its id busy until it idles out.
+    socket.once("close", () => {
+      if (!sink.ws) this.#router.abandon(stream);
+    });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       sink.ws = ws;
       this.#serve(ws, stream, sink);
@@ -54,12 +84,15 @@ export class WebSocketGateway {
   }
 
   close(): void {
+    clearInterval(this.#heartbeat);
     for (const ws of this.#wss.clients) ws.terminate();
     this.#wss.close();
   }
 
   #serve(ws: WebSocket, stream: Stream, sink: WebSocketSink): void {
     const router = this.#router;
+    this.#alive.add(ws);
+    ws.on("pong", () => this.#alive.add(ws));
     sink.send(
       `{"type":"open","function":${JSON.stringify(stream.functionName)},"streamId":${JSON.stringify(stream.streamId)},"version":"${stream.version}"}`,
     );
@@ -68,9 +101,17 @@ export class WebSocketGateway {
       sink.flushEnd();
       return;
     }
-    router.attachProducer(stream, { pause: () => ws.pause(), resume: () => ws.resume() });
+    // ws.pause() stops reading the socket, but frames ws already parsed from the last read keep
+    // arriving (up to one socket read, ~64 KiB). Pushing them would overflow the inbox's hard
+    // cap and refuse events of a producer that did nothing wrong; they wait here, in order, and
+    // go to the router as the handler makes room. The same goes for a close that arrives behind
+    // held frames: the input ends only after them.
+    const held: { data: Buffer; isBinary: boolean }[] = [];
+    let paused = false;
+    let draining = false;
+    let closedAs: EndReason | undefined;
 
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
+    const handle = (data: Buffer, isBinary: boolean): void => {
       if (stream.state === "done") {
         sink.error({ code: "STREAM_ENDED", message: `stream "${stream.streamId}" already ended` });
         return;
@@ -93,12 +134,42 @@ export class WebSocketGateway {
       } catch (err) {
         sink.error(toRecord(err), seqHint(data, isBinary));
       }
+    };
+
+    const drain = (): void => {
+      if (draining) return; // a resume from inside handle(): the loop below carries on
+      draining = true;
+      while (!paused && held.length > 0) {
+        const m = held.shift()!;
+        handle(m.data, m.isBinary);
+      }
+      draining = false;
+      if (paused) return;
+      if (closedAs !== undefined) router.endInput(stream, closedAs);
+      else ws.resume();
+    };
+
+    router.attachProducer(stream, {
+      pause: () => {
+        paused = true;
+        ws.pause();
+      },
+      resume: () => {
+        paused = false;
+        drain();
+      },
+    });
+
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      if (paused || held.length > 0) held.push({ data, isBinary });
+      else handle(data, isBinary);
     });
 
     ws.on("close", (code: number) => {
       if (stream.state === "done") return;
       router.removeSink(stream, sink);
-      router.endInput(stream, code === 1000 || code === 1001 || code === 1005 ? "end" : "disconnect");
+      closedAs = code === 1000 || code === 1001 || code === 1005 ? "end" : "disconnect";
+      if (held.length === 0) router.endInput(stream, closedAs);
     });
     ws.on("error", () => {
       // 'close' follows and ends the stream's input.

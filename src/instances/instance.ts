@@ -1,9 +1,10 @@
+import type { EventLoopUtilization } from "node:perf_hooks";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
 import { kOutputWindow } from "../runtime/protocol.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 import type { Sandbox, SandboxExit } from "./sandbox.js";
-import { ThreadSandbox } from "./thread-sandbox.js";
+import { createSandbox } from "./create-sandbox.js";
 
 export type EventOp = Extract<ToSandbox, { k: "ev" }>;
 
@@ -36,6 +37,9 @@ export interface InstanceEvents {
 }
 
 let nextInstanceId = 1;
+const kUtilizationWindowMs = 100;
+/** Instances get at least this long to load, whatever `unresponsiveMs` says. */
+const kMinStartTimeoutMs = 10_000;
 
 /**
  * One sandbox running one function version, with `concurrency` stream slots. Messages to the
@@ -70,14 +74,54 @@ export class Instance {
     this.concurrency = spec.options.concurrency;
     this.#unresponsiveMs = spec.options.unresponsiveMs;
     this.#events = events;
-    this.#sandbox = new ThreadSandbox({
+    this.#sandbox = createSandbox(spec.options.sandbox, {
       bundlePath: spec.bundlePath,
       functionName: spec.functionName,
       memoryMb: spec.options.memoryMb,
     });
     this.#sandbox.onBatch = (batch) => this.#onBatch(batch);
     this.#sandbox.onExit = (exit) => this.#die(this.state === "starting" ? { ...exit, code: "FUNCTION_LOAD_FAILED" } : exit);
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#settleReady = (err) => (err ? reject(err) : resolve());
+    });
+    this.ready.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
+    // A module that hangs while loading would otherwise hold its streams forever: the
+    // heartbeat only watches instances that are ready.
+    const startLimit = Math.max(kMinStartTimeoutMs, this.#unresponsiveMs);
+    this.#startTimer = setTimeout(() => {
+      if (this.state !== "starting") return;
+      this.#die({
+        code: "FUNCTION_LOAD_FAILED",
+        message: `the instance did not finish loading within ${startLimit} ms`,
+      });
+    }, startLimit);
+    this.#startTimer.unref();
   }
+
+  /** Settles when the instance is ready to run streams, or rejects if it went away first. */
+  readonly ready: Promise<void>;
+  #settleReady: (err?: Error) => void = () => {};
+  #startTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * How busy the sandbox's event loop was lately (0..1), sampled at most every 100 ms. A
+   * CPU-bound function shows near 1 long before its streams start to queue.
+   */
+  get utilization(): number {
+    if (this.state !== "ready") return 0;
+    const now = performance.now();
+    if (now - this.#eluAt >= kUtilizationWindowMs) {
+      const total = this.#sandbox.eventLoopUtilization();
+      this.#elu = this.#eluTotal ? this.#sandbox.eventLoopUtilization(this.#eluTotal).utilization : total.utilization;
+      this.#eluTotal = total;
+      this.#eluAt = now;
+    }
+    return this.#elu;
+  }
+
+  #elu = 0;
+  #eluAt = 0;
+  #eluTotal: EventLoopUtilization | undefined;
 
   get freeSlots(): number {
     return this.concurrency - this.tenants.size;
@@ -182,8 +226,14 @@ export class Instance {
           break;
         }
         case "ready":
+          if (this.state !== "starting") break;
+          clearTimeout(this.#startTimer);
           this.state = "ready";
           this.readyAt = performance.now();
+          // Utilization counts from here: loading the module kept the loop busy, serving has not yet.
+          this.#eluTotal = this.#sandbox.eventLoopUtilization();
+          this.#eluAt = this.readyAt;
+          this.#settleReady();
           this.#events.ready(this, op.options);
           break;
         case "pong":
@@ -239,6 +289,8 @@ export class Instance {
   }
 
   #clearTimers(): void {
+    clearTimeout(this.#startTimer);
+    this.#settleReady(new Error("the instance stopped before it was ready"));
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);

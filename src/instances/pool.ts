@@ -4,12 +4,27 @@ import { Instance } from "./instance.js";
 import type { SlotTenant } from "./instance.js";
 import type { SandboxExit } from "./sandbox.js";
 
+/** Event-loop utilization above which an instance takes no new streams while another can start. */
+const kBusyUtilization = 0.9;
+
+/** Fullest first; among equals a ready instance over one still starting. */
+function fuller(i: Instance, than: Instance | undefined): boolean {
+  if (!than) return true;
+  if (i.tenants.size !== than.tenants.size) return i.tenants.size > than.tenants.size;
+  return i.state === "ready" && than.state !== "ready";
+}
+
 /** A stream waiting for a slot. `bind` is called once a slot is its own. */
 export interface SlotRequest {
   tenant: SlotTenant;
   bind(instance: Instance, cold: boolean): void;
   /** The wait ended without a slot (pool stopped, or its instances could not start). */
   reject(error: StreamfnError): void;
+  /**
+   * The version this request waited for was replaced before a slot came free. Returns true if
+   * the request found a place elsewhere (the router moves it to the new version).
+   */
+  replaced?(): boolean;
 }
 
 export interface PoolObserver {
@@ -34,6 +49,8 @@ export interface PoolStats {
  */
 export class FunctionPool {
   readonly instances = new Set<Instance>();
+  /** When this version was deployed (ms since the epoch). */
+  readonly createdAt = Date.now();
   readonly #queue: SlotRequest[] = [];
   #draining = false;
   coldStarts = 0;
@@ -113,6 +130,7 @@ export class FunctionPool {
     if (this.#draining) return;
     this.#draining = true;
     for (const r of this.#queue.splice(0)) {
+      if (r.replaced?.()) continue;
       r.reject(new StreamfnError("SHUTTING_DOWN", `version ${this.version} of ${this.functionName} was replaced`));
     }
     for (const i of [...this.instances]) if (i.tenants.size === 0) void i.stop();
@@ -126,20 +144,21 @@ export class FunctionPool {
     await Promise.all([...this.instances].map((i) => i.stop({ code: "SHUTTING_DOWN", message: "the server is shutting down" })));
   }
 
+  /**
+   * The fullest instance with room (packing), skipping instances whose event loop is
+   * saturated: a CPU-bound function then spreads to a new instance (another core) before its
+   * streams queue. With no room elsewhere and no instance left to start, a busy one still serves.
+   */
   #place(): Instance | undefined {
     let best: Instance | undefined;
+    let cool: Instance | undefined;
     for (const i of this.instances) {
       if (i.freeSlots <= 0 || (i.state !== "ready" && i.state !== "starting")) continue;
-      // Fullest first; among equals prefer a ready instance over one still starting.
-      if (
-        !best ||
-        i.tenants.size > best.tenants.size ||
-        (i.tenants.size === best.tenants.size && i.state === "ready" && best.state !== "ready")
-      ) {
-        best = i;
-      }
+      if (fuller(i, best)) best = i;
+      if (i.utilization < kBusyUtilization && fuller(i, cool)) cool = i;
     }
-    return best;
+    if (cool || !best) return cool;
+    return this.instances.size < this.options.maxInstances && !this.#draining ? undefined : best;
   }
 
   #bind(instance: Instance, request: SlotRequest, cold: boolean): void {
@@ -178,18 +197,12 @@ export class FunctionPool {
     return instance;
   }
 
-  #ready(instance: Instance): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const poll = setInterval(() => {
-        if (instance.state === "ready") {
-          clearInterval(poll);
-          resolve();
-        } else if (instance.state === "stopped" || instance.state === "stopping") {
-          clearInterval(poll);
-          reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${this.functionName}: an instance failed to start`));
-        }
-      }, 5);
-    });
+  async #ready(instance: Instance): Promise<void> {
+    try {
+      await instance.ready;
+    } catch {
+      throw new StreamfnError("FUNCTION_LOAD_FAILED", `${this.functionName}: an instance failed to start`);
+    }
   }
 
   #afterSlotChange(instance: Instance): void {
@@ -217,18 +230,26 @@ export class FunctionPool {
     instance.keepAliveTimer = setTimeout(() => {
       instance.keepAliveTimer = undefined;
       if (instance.tenants.size > 0 || instance.state !== "ready") return;
-      // minInstances stay warm: stop only the surplus.
-      if (this.instances.size <= this.options.minInstances) return;
+      // minInstances stay warm: stop only the surplus. Count only instances that are not
+      // already stopping: idle instances' timers fire together, and counting the ones stopped
+      // a moment ago would stop them all, then cold-start a replacement.
+      if (this.#liveInstances() <= this.options.minInstances) return;
       void instance.stop();
     }, this.options.keepAliveMs);
     instance.keepAliveTimer.unref();
   }
 
   #keepMinimum(): void {
-    while (this.instances.size < this.options.minInstances) {
+    while (this.#liveInstances() < this.options.minInstances) {
       const i = this.#start();
       i.idleSince = performance.now();
     }
+  }
+
+  #liveInstances(): number {
+    let n = 0;
+    for (const i of this.instances) if (i.state === "starting" || i.state === "ready") n++;
+    return n;
   }
 
   #checkDrained(): void {

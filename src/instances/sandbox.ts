@@ -1,3 +1,4 @@
+import type { EventLoopUtilization } from "node:perf_hooks";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 
 /** Why a sandbox went away without being asked to. */
@@ -18,6 +19,8 @@ export interface Sandbox {
   onExit: (exit: SandboxExit) => void;
   /** Stops it now; resolves once it is gone. Safe to call twice. */
   terminate(): Promise<void>;
+  /** Event-loop utilization of the sandbox since `since` (or since it started): how busy its handlers keep it. */
+  eventLoopUtilization(since?: EventLoopUtilization): EventLoopUtilization;
 }
 
 export interface SandboxSpec {

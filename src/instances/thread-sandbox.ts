@@ -1,3 +1,4 @@
+import type { EventLoopUtilization } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
@@ -40,6 +41,10 @@ export class ThreadSandbox implements Sandbox {
   post(batch: ToSandbox[], transfer: ArrayBuffer[]): void {
     if (this.#exited) return;
     this.#worker.postMessage(batch, transfer);
+  }
+
+  eventLoopUtilization(since?: EventLoopUtilization): EventLoopUtilization {
+    return since ? this.#worker.performance.eventLoopUtilization(since) : this.#worker.performance.eventLoopUtilization();
   }
 
   terminate(): Promise<void> {

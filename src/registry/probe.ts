@@ -1,7 +1,7 @@
 import { StreamfnError } from "../api/errors.js";
 import { validateOptions } from "../api/options.js";
-import type { StreamFunctionOptions } from "../api/types.js";
-import { ThreadSandbox } from "../instances/thread-sandbox.js";
+import type { SandboxKind, StreamFunctionOptions } from "../api/types.js";
+import { createSandbox } from "../instances/create-sandbox.js";
 
 const kProbeTimeoutMs = 15_000;
 
@@ -9,8 +9,12 @@ const kProbeTimeoutMs = 15_000;
  * Loads a bundle in a throwaway sandbox and reads the function's own options. This checks at
  * deploy time that the file is a stream function, and keeps user code off the router's thread.
  */
-export function probeFunction(bundlePath: string, name: string): Promise<StreamFunctionOptions> {
-  const sandbox = new ThreadSandbox({ bundlePath, functionName: name, memoryMb: 256 });
+export function probeFunction(
+  bundlePath: string,
+  name: string,
+  kind: SandboxKind = "thread",
+): Promise<StreamFunctionOptions> {
+  const sandbox = createSandbox(kind, { bundlePath, functionName: name, memoryMb: 256 });
   return new Promise<StreamFunctionOptions>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: loading did not finish within ${kProbeTimeoutMs} ms`));

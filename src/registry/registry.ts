@@ -1,4 +1,4 @@
-import { readdir } from "node:fs/promises";
+import { readdir, stat, unlink } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
@@ -7,7 +7,9 @@ import { FunctionPool } from "../instances/pool.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
 import { bundleFunction } from "./bundler.js";
+import type { Bundle } from "./bundler.js";
 import { probeFunction } from "./probe.js";
+import { DirectoryWatcher } from "./watcher.js";
 
 export interface RegistryOptions {
   dir: string;
@@ -23,10 +25,19 @@ export interface RegistryOptions {
 export interface DeployedFunction {
   name: string;
   file: string;
-  current: FunctionPool;
+  /** The version new streams get; undefined once the function's file is gone (its versions still drain). */
+  current: FunctionPool | undefined;
   /** Older versions still finishing their streams. */
   retiring: Set<FunctionPool>;
 }
+
+/** What a watched directory did to the served functions. */
+export type RegistryChange =
+  | { kind: "deployed"; name: string; version: string; previous: string | undefined }
+  | { kind: "removed"; name: string; version: string }
+  | { kind: "failed"; name: string; file: string; error: StreamfnError; serving: string | undefined }
+  /** The directory can no longer be watched (it was deleted or moved); functions keep serving. */
+  | { kind: "watch-stopped"; error: StreamfnError };
 
 const kFunctionFile = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(ts|mts|js|mjs)$/;
 const kSkip = /(\.d\.ts|\.test\.[a-z]+|\.spec\.[a-z]+)$/;
@@ -46,10 +57,14 @@ export function functionNameOf(file: string): string | undefined {
 export class Registry implements FunctionCatalog {
   readonly dir: string;
   readonly cacheDir: string;
+  /** Bundles being deployed right now: not to be deleted by a version that drains meanwhile. */
+  readonly #loading = new Set<string>();
   readonly #functions = new Map<string, DeployedFunction>();
   readonly #options: RegistryOptions;
-  /** One deploy at a time per function, in order. */
+  /** One deploy or removal at a time per function, in order. */
   readonly #deploying = new Map<string, Promise<unknown>>();
+  #watcher: DirectoryWatcher | undefined;
+  #closed = false;
 
   constructor(options: RegistryOptions) {
     this.#options = options;
@@ -63,6 +78,7 @@ export class Registry implements FunctionCatalog {
     return this.#functions.get(name)?.current;
   }
 
+  /** Every function with a version deployed, including removed ones whose versions still drain. */
   functions(): DeployedFunction[] {
     return [...this.#functions.values()];
   }
@@ -93,50 +109,160 @@ export class Registry implements FunctionCatalog {
   deploy(file: string): Promise<DeployedFunction> {
     const name = functionNameOf(file);
     if (!name) return Promise.reject(new StreamfnError("INVALID_FUNCTION", `${file} is not a function file name`));
-    const previous = this.#deploying.get(name) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(() => this.#deploy(name, file));
-    this.#deploying.set(name, next);
-    return next;
+    return this.#serial(name, () => this.#deploy(name, file));
   }
 
-  /** Takes a function away: no new streams; running ones finish. */
+  /** Takes a function away: no new streams; running ones finish on their version. */
   remove(name: string): boolean {
     const fn = this.#functions.get(name);
-    if (!fn) return false;
-    this.#functions.delete(name);
-    this.#retire(fn, fn.current);
+    if (!fn?.current) return false;
+    const pool = fn.current;
+    fn.current = undefined;
+    this.#retire(fn, pool);
     return true;
   }
 
+  /**
+   * Follows the directory: a function file that is added or changed is deployed (a file that
+   * fails to load leaves the version before it serving), a deleted one is removed. Each burst
+   * of writes to a file is handled once, ~100 ms after it settles.
+   */
+  watch(onChange: (change: RegistryChange) => void): void {
+    if (this.#watcher || this.#closed) return;
+    try {
+      this.#watcher = this.#startWatcher(onChange);
+    } catch (err) {
+      throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot watch functions directory ${this.dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  #startWatcher(onChange: (change: RegistryChange) => void): DirectoryWatcher {
+    return new DirectoryWatcher(this.dir, {
+      accept: (fileName) => functionNameOf(fileName) !== undefined,
+      changed: (file) => {
+        const name = functionNameOf(file)!;
+        void this.#serial(name, () => this.#sync(name, file, onChange));
+      },
+      error: (err) => {
+        this.#watcher?.close();
+        this.#watcher = undefined;
+        onChange({
+          kind: "watch-stopped",
+          error: new StreamfnError("FUNCTION_LOAD_FAILED", `watching ${this.dir} stopped: ${err.message}`, { cause: err }),
+        });
+      },
+    });
+  }
+
+  get watching(): boolean {
+    return this.#watcher !== undefined;
+  }
+
+  /** Stops watching, lets deploys in progress settle, then stops every instance. */
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#watcher?.close();
+    await Promise.allSettled([...this.#deploying.values()]);
     const pools: FunctionPool[] = [];
-    for (const fn of this.#functions.values()) pools.push(fn.current, ...fn.retiring);
+    for (const fn of this.#functions.values()) {
+      if (fn.current) pools.push(fn.current);
+      pools.push(...fn.retiring);
+    }
     this.#functions.clear();
     await Promise.all(pools.map((p) => p.close()));
   }
 
+  #serial<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#deploying.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(task);
+    this.#deploying.set(name, next);
+    return next;
+  }
+
+  /** Makes the served function match its file on disk: deploy, or remove when the file is gone. Never rejects. */
+  async #sync(name: string, file: string, onChange: (change: RegistryChange) => void): Promise<void> {
+    if (this.#closed) return;
+    const previous = this.#functions.get(name)?.current?.version;
+    try {
+      if (!(await isFile(file))) {
+        if (previous !== undefined && this.remove(name)) onChange({ kind: "removed", name, version: previous });
+        return;
+      }
+      const fn = await this.#deploy(name, file);
+      const version = fn.current!.version;
+      if (version !== previous) onChange({ kind: "deployed", name, version, previous });
+    } catch (err) {
+      if (this.#closed) return;
+      onChange({ kind: "failed", name, file, error: asStreamfnError(err), serving: this.#functions.get(name)?.current?.version });
+    }
+  }
+
   async #deploy(name: string, file: string): Promise<DeployedFunction> {
+    if (this.#closed) throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry is closed`);
     const bundle = await bundleFunction(file, name, this.cacheDir);
+    this.#loading.add(bundle.path);
+    try {
+      return await this.#activate(name, file, bundle);
+    } finally {
+      this.#loading.delete(bundle.path);
+    }
+  }
+
+  async #activate(name: string, file: string, bundle: Bundle): Promise<DeployedFunction> {
     const existing = this.#functions.get(name);
-    if (existing && existing.current.version === bundle.version) return existing;
-    const own = await probeFunction(bundle.path, name);
+    if (existing?.current?.version === bundle.version) return existing;
+    // Code the operator marked for process isolation is not loaded into a thread even to be checked.
+    const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
+    const own = await probeFunction(bundle.path, name, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer);
-    await pool.warm();
-    const fn: DeployedFunction = existing ?? { name, file, current: pool, retiring: new Set() };
-    if (existing) {
-      const old = existing.current;
-      existing.current = pool;
-      this.#retire(existing, old);
+    try {
+      await pool.warm();
+    } catch (err) {
+      await pool.close();
+      throw err;
     }
+    if (this.#closed) {
+      await pool.close();
+      throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry closed while it loaded`);
+    }
+    // Looked up again: the function may have been removed while this version loaded.
+    const fn: DeployedFunction = this.#functions.get(name) ?? { name, file, current: undefined, retiring: new Set() };
+    const old = fn.current;
+    fn.current = pool;
+    fn.file = file;
     this.#functions.set(name, fn);
+    if (old) this.#retire(fn, old);
     return fn;
+  }
+
+  #bundleInUse(path: string): boolean {
+    if (this.#loading.has(path)) return true;
+    for (const fn of this.#functions.values()) {
+      if (fn.current?.bundlePath === path) return true;
+      for (const p of fn.retiring) if (p.bundlePath === path) return true;
+    }
+    return false;
   }
 
   #retire(fn: DeployedFunction, pool: FunctionPool): void {
     fn.retiring.add(pool);
-    pool.onDrained = () => fn.retiring.delete(pool);
+    pool.onDrained = () => {
+      fn.retiring.delete(pool);
+      // A removed function is forgotten once its last version has drained.
+      if (!fn.current && fn.retiring.size === 0 && this.#functions.get(fn.name) === fn) this.#functions.delete(fn.name);
+      // Its bundle goes too, unless a live pool runs the same content (an edit that was undone).
+      if (!this.#bundleInUse(pool.bundlePath)) void unlink(pool.bundlePath).catch(() => {});
+    };
     pool.drain();
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
   }
 }
 

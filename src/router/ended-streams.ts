@@ -1,26 +1,60 @@
-import type { EndRecord } from "./stream.js";
+import type { EndRecord, RetainedOutput } from "./stream.js";
 
 export interface EndedStream extends Omit<EndRecord, "type"> {
   endedAt: number;
+  /** Epoch ms when the stream was opened. */
+  openedAt?: number;
+  /** The version the stream ran on. */
+  version?: string;
+  duplicates?: number;
+  /**
+   * The stream's last outputs, so a subscriber can still replay them after the end. Emptied
+   * (and `outputsDropped` set) when the global bound on kept outputs needs the room.
+   */
+  retained?: RetainedOutput[];
+  outputsDropped?: boolean;
+}
+
+export interface EndedStreamsLimits {
+  /** Outputs kept across all ended streams. */
+  maxOutputs: number;
+  /** Bytes of outputs kept across all ended streams (JSON text length or binary length). */
+  maxOutputBytes: number;
 }
 
 /**
  * Recently ended streams, so a late event is refused with STREAM_ENDED instead of silently
- * starting a new stream under the same id. Bounded both in time and in count; a Map keeps
- * insertion order, so the oldest entries are always first to go.
+ * starting a new stream under the same id, and so a subscriber can still read an ended
+ * stream's last outputs. Bounded in time, in count and in kept outputs; Maps keep insertion
+ * order, so the oldest entries (and the oldest kept outputs) are always first to go.
  */
 export class EndedStreams {
   readonly #entries = new Map<string, EndedStream>();
+  /** The entries that still hold outputs, oldest first. */
+  readonly #withOutputs = new Map<string, EndedStream>();
+  readonly #limits: EndedStreamsLimits;
+  #outputs = 0;
+  #outputBytes = 0;
 
   constructor(
     readonly retentionMs: number,
     readonly max: number,
-  ) {}
+    limits: Partial<EndedStreamsLimits> = {},
+  ) {
+    this.#limits = { maxOutputs: limits.maxOutputs ?? 100_000, maxOutputBytes: limits.maxOutputBytes ?? 64 * 1024 * 1024 };
+  }
 
   add(key: string, info: EndedStream | (EndRecord & { endedAt: number })): void {
-    const { type: _type, ...rest } = info as EndRecord & { endedAt: number };
-    this.#entries.delete(key);
+    const { type: _type, ...rest } = info as EndedStream & { type?: string };
+    this.#delete(key);
     this.#entries.set(key, rest);
+    if (rest.retained && rest.retained.length > 0) {
+      this.#withOutputs.set(key, rest);
+      this.#outputs += rest.retained.length;
+      this.#outputBytes += retainedBytes(rest.retained);
+    } else {
+      rest.retained = undefined;
+    }
     this.#evict(info.endedAt);
   }
 
@@ -28,7 +62,7 @@ export class EndedStreams {
     const e = this.#entries.get(key);
     if (!e) return undefined;
     if (Date.now() - e.endedAt > this.retentionMs) {
-      this.#entries.delete(key);
+      this.#delete(key);
       return undefined;
     }
     return e;
@@ -38,14 +72,47 @@ export class EndedStreams {
     return this.#entries.size;
   }
 
+  /** Outputs and bytes currently kept for ended streams. */
+  get kept(): { outputs: number; bytes: number } {
+    return { outputs: this.#outputs, bytes: this.#outputBytes };
+  }
+
   clear(): void {
     this.#entries.clear();
+    this.#withOutputs.clear();
+    this.#outputs = this.#outputBytes = 0;
+  }
+
+  #delete(key: string): void {
+    const e = this.#entries.get(key);
+    if (!e) return;
+    this.#entries.delete(key);
+    this.#dropOutputs(key, e);
+  }
+
+  #dropOutputs(key: string, e: EndedStream): void {
+    if (!this.#withOutputs.delete(key) || !e.retained) return;
+    this.#outputs -= e.retained.length;
+    this.#outputBytes -= retainedBytes(e.retained);
+    e.retained = undefined;
+    e.outputsDropped = true;
   }
 
   #evict(now: number): void {
     for (const [key, e] of this.#entries) {
       if (this.#entries.size <= this.max && now - e.endedAt <= this.retentionMs) break;
-      this.#entries.delete(key);
+      this.#delete(key);
+    }
+    // Over the output bound: the oldest ended streams lose their outputs first (their ids stay).
+    for (const [key, e] of this.#withOutputs) {
+      if (this.#outputs <= this.#limits.maxOutputs && this.#outputBytes <= this.#limits.maxOutputBytes) break;
+      this.#dropOutputs(key, e);
     }
   }
+}
+
+export function retainedBytes(outputs: readonly RetainedOutput[]): number {
+  let n = 0;
+  for (const o of outputs) n += o.bytes ? o.bytes.byteLength : o.json.length;
+  return n;
 }

@@ -31,6 +31,12 @@ export interface RouterOptions {
   endedRetentionMax?: number;
   /** Outputs kept per stream for subscribers resuming from an output number. Default 128; 0 keeps none. */
   outputRetention?: number;
+  /** Bytes of outputs kept per stream (JSON text length or binary length). Default 4 MiB. */
+  outputRetentionBytes?: number;
+  /** Outputs kept across all ended streams, for subscribers that come late. Default 100 000. */
+  endedOutputsMax?: number;
+  /** Bytes of outputs kept across all ended streams. Default 64 MiB. */
+  endedOutputBytesMax?: number;
 }
 
 export interface PushResult {
@@ -40,6 +46,8 @@ export interface PushResult {
 }
 
 const kStreamIdPattern = /^[A-Za-z0-9._:~-]{1,128}$/;
+/** Subscribers that may wait for streams not yet open, over all streams. */
+const kMaxOpenWaiters = 10_000;
 /** Events in flight to an instance per stream; more wait in the stream's inbox. */
 const kInstanceWindow = 64;
 /** A producer that ignores pause (frames already read off its socket) may overshoot this much. */
@@ -55,14 +63,21 @@ export class Router {
   readonly #catalog: FunctionCatalog;
   readonly #observer: RouterObserver;
   readonly #outputRetention: number;
+  readonly #outputRetentionBytes: number;
   #nextSid = 1;
+  readonly #openWaiters = new Map<string, Set<(stream: Stream) => void>>();
+  #openWaiterCount = 0;
   #closing = false;
 
   constructor(catalog: FunctionCatalog, observer: RouterObserver = {}, options: RouterOptions = {}) {
     this.#catalog = catalog;
     this.#observer = observer;
     this.#outputRetention = options.outputRetention ?? 128;
-    this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000);
+    this.#outputRetentionBytes = options.outputRetentionBytes ?? 4 * 1024 * 1024;
+    this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000, {
+      maxOutputs: options.endedOutputsMax,
+      maxOutputBytes: options.endedOutputBytesMax,
+    });
   }
 
   get liveCount(): number {
@@ -103,7 +118,16 @@ export class Router {
     const ended = this.#ended.get(key);
     if (ended) throw endedError(functionName, id, ended);
 
-    const stream = new Stream(this.#nextSid++, key, functionName, id, pool, pool.options, this.#outputRetention);
+    const stream = new Stream(
+      this.#nextSid++,
+      key,
+      functionName,
+      id,
+      pool,
+      pool.options,
+      this.#outputRetention,
+      this.#outputRetentionBytes,
+    );
     if (sink) stream.sinks.add(sink);
     const tenant: SlotTenant = {
       sid: stream.sid,
@@ -116,6 +140,7 @@ export class Router {
       tenant,
       bind: (instance, cold) => this.#bind(stream, instance, cold),
       reject: (error) => this.#close(stream, error.toRecord()),
+      replaced: () => this.#moveToCurrent(stream),
     };
     pool.acquire(stream.request); // throws CAPACITY_EXCEEDED before the stream exists anywhere
     if (stream.state === "done") throw new StreamfnError(stream.end!.error!.code, stream.end!.error!.message);
@@ -124,7 +149,37 @@ export class Router {
     stream.durationTimer = setTimeout(() => this.endInput(stream, "max-duration"), stream.options.maxDurationMs);
     stream.durationTimer.unref();
     this.#observer.streamOpened?.(stream);
+    // A slot taken at once was bound inside acquire(), before the stream was listed: report
+    // the bind now, so observers always see opened → bound → closed.
+    if (stream.state === "running") this.#observer.streamBound?.(stream, stream.boundAt! - stream.openedAt);
+    const waiters = this.#openWaiters.get(key);
+    if (waiters) {
+      this.#openWaiters.delete(key);
+      this.#openWaiterCount -= waiters.size;
+      // Called before any output can exist (outputs arrive from the instance, later).
+      for (const cb of waiters) cb(stream);
+    }
     return stream;
+  }
+
+  /**
+   * Calls `cb` when (function, streamId) opens: for a subscriber that connects before the
+   * producer's first event. Returns a cancel function, or undefined when too many subscribers
+   * already wait (the bound keeps waiting subscribers from growing without limit).
+   */
+  awaitOpen(functionName: string, streamId: string, cb: (stream: Stream) => void): (() => void) | undefined {
+    if (this.#openWaiterCount >= kMaxOpenWaiters) return undefined;
+    const key = keyOf(functionName, streamId);
+    let set = this.#openWaiters.get(key);
+    if (!set) this.#openWaiters.set(key, (set = new Set()));
+    set.add(cb);
+    this.#openWaiterCount++;
+    return () => {
+      const s = this.#openWaiters.get(key);
+      if (!s?.delete(cb)) return;
+      this.#openWaiterCount--;
+      if (s.size === 0) this.#openWaiters.delete(key);
+    };
   }
 
   /** Opens the stream or returns the live one: for producers that post events one request at a time. */
@@ -215,6 +270,18 @@ export class Router {
   }
 
   /**
+   * Withdraws a stream whose producer never got connected (its handshake failed after the
+   * stream was opened). Unlike `fail`, its id is not remembered as ended: the producer's retry
+   * with the same id opens it afresh instead of meeting STREAM_BUSY or STREAM_ENDED.
+   */
+  abandon(stream: Stream): void {
+    if (stream.state === "done") return;
+    const error: ErrorRecord = { code: "INTERNAL", message: "the producer's connection failed before the stream started" };
+    stream.instance?.kill(stream.sid, error);
+    this.#close(stream, error, false);
+  }
+
+  /**
    * Stops taking streams; waits up to `graceMs` for live ones to finish on their own, then
    * fails the rest with SHUTTING_DOWN.
    */
@@ -230,6 +297,20 @@ export class Router {
     this.#ended.clear();
   }
 
+  /** A waiting stream whose version was replaced queues on the new one instead of failing. */
+  #moveToCurrent(stream: Stream): boolean {
+    if (this.#closing || stream.state !== "waiting" || !stream.request) return false;
+    const pool = this.#catalog.current(stream.functionName);
+    if (!pool || pool === stream.pool || pool.draining) return false;
+    stream.pool = pool;
+    try {
+      pool.acquire(stream.request);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   #bind(stream: Stream, instance: Instance, cold: boolean): void {
     if (stream.state === "done") {
       instance.kill(stream.sid, { code: "SHUTTING_DOWN", message: "stream ended before it got a slot" });
@@ -241,7 +322,7 @@ export class Router {
     stream.boundAt = Date.now();
     stream.request = undefined;
     stream.lastProgressAt = performance.now();
-    this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
+    if (this.#streams.get(stream.key) === stream) this.#observer.streamBound?.(stream, stream.boundAt - stream.openedAt);
     this.#deliver(stream);
   }
 
@@ -302,10 +383,12 @@ export class Router {
   #releaseHeldAcks(stream: Stream): void {
     const held = stream.heldAcks;
     stream.heldAcks = 0;
+    // The stall clock starts again from the moment the handler may go on.
+    if (held > 0) stream.lastProgressAt = performance.now();
     for (let i = 0; i < held; i++) stream.instance?.ackOutput(stream.sid);
   }
 
-  #close(stream: Stream, error: ErrorRecord | undefined): void {
+  #close(stream: Stream, error: ErrorRecord | undefined, remember = true): void {
     if (stream.state === "done") return;
     const wasWaiting = stream.state === "waiting";
     stream.state = "done";
@@ -322,7 +405,16 @@ export class Router {
     if (error) record.error = error;
     stream.end = record;
     if (this.#streams.get(stream.key) === stream) this.#streams.delete(stream.key);
-    this.#ended.add(stream.key, { ...record, endedAt: Date.now() });
+    if (remember) {
+      this.#ended.add(stream.key, {
+        ...record,
+        endedAt: Date.now(),
+        openedAt: stream.openedAt,
+        version: stream.version,
+        duplicates: stream.duplicates,
+        retained: stream.retained,
+      });
+    }
     stream.inbox.length = 0;
     stream.inboxHead = 0;
     this.#resumeProducer(stream);
@@ -334,6 +426,7 @@ export class Router {
   #resumeProducer(stream: Stream): void {
     if (!stream.producerPaused) return;
     stream.producerPaused = false;
+    stream.lastEventAt = performance.now();
     stream.producer?.resume();
   }
 
@@ -345,20 +438,35 @@ export class Router {
     stream.idleTimer = setTimeout(() => {
       stream.idleTimer = undefined;
       if (stream.inputEnd !== undefined || stream.state === "done") return;
+      // A producer we paused has events it may not send: it is held back, not idle. Ending its
+      // input now would refuse everything it still has. The idle clock restarts on resume.
+      if (stream.producerPaused) stream.lastEventAt = performance.now();
       if (performance.now() - stream.lastEventAt >= stream.options.idleTimeoutMs - 1) this.endInput(stream, "idle");
       else this.#armIdle(stream);
     }, Math.max(1, wait));
     stream.idleTimer.unref();
   }
 
+  /**
+   * How long the handler has had since `since`. A stream bound to an instance that is still
+   * starting has had none: its cold start is not the handler's time, whatever the watchdogs.
+   */
+  #handlerTime(stream: Stream, since: number): number {
+    const readyAt = stream.instance?.readyAt;
+    if (readyAt === undefined) return 0;
+    return performance.now() - Math.max(since, readyAt);
+  }
+
   #armStall(stream: Stream): void {
     if (stream.stallTimer) return;
-    const wait = stream.options.stallTimeoutMs - (performance.now() - stream.lastProgressAt);
+    const wait = stream.options.stallTimeoutMs - this.#handlerTime(stream, stream.lastProgressAt);
     stream.stallTimer = setTimeout(() => {
       stream.stallTimer = undefined;
       if (stream.state !== "running" || stream.inflight === 0) return;
-      const idleFor = performance.now() - stream.lastProgressAt;
-      if (idleFor >= stream.options.stallTimeoutMs - 1) {
+      // Output credits held for a backed-up consumer keep the handler waiting on purpose: a
+      // slow reader slows the handler; that is backpressure, not a stalled handler.
+      if (stream.heldAcks > 0) stream.lastProgressAt = performance.now();
+      if (this.#handlerTime(stream, stream.lastProgressAt) >= stream.options.stallTimeoutMs - 1) {
         this.fail(stream, {
           code: "HANDLER_STALLED",
           message: `the handler did not take a waiting event for ${stream.options.stallTimeoutMs} ms (stallTimeoutMs)`,
@@ -372,12 +480,20 @@ export class Router {
 
   #armEpilogue(stream: Stream): void {
     if (stream.epilogueTimer || stream.state !== "running") return;
+    stream.epilogueSince ??= performance.now();
+    const wait = stream.options.epilogueMs - this.#handlerTime(stream, stream.epilogueSince);
     stream.epilogueTimer = setTimeout(() => {
-      this.fail(stream, {
-        code: "EPILOGUE_TIMEOUT",
-        message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
-      });
-    }, stream.options.epilogueMs);
+      stream.epilogueTimer = undefined;
+      if (stream.state !== "running") return;
+      if (this.#handlerTime(stream, stream.epilogueSince!) >= stream.options.epilogueMs - 1) {
+        this.fail(stream, {
+          code: "EPILOGUE_TIMEOUT",
+          message: `the handler did not finish within ${stream.options.epilogueMs} ms (epilogueMs) after its input ended`,
+        });
+      } else {
+        this.#armEpilogue(stream);
+      }
+    }, Math.max(1, wait));
     stream.epilogueTimer.unref();
   }
 }

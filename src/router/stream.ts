@@ -68,6 +68,8 @@ export class Stream {
   durationTimer: NodeJS.Timeout | undefined;
   stallTimer: NodeJS.Timeout | undefined;
   epilogueTimer: NodeJS.Timeout | undefined;
+  /** When the handler's input end was delivered and nothing was left for it to take. */
+  epilogueSince: number | undefined;
   end: EndRecord | undefined;
 
   constructor(
@@ -75,9 +77,12 @@ export class Stream {
     readonly key: string,
     readonly functionName: string,
     readonly streamId: string,
-    readonly pool: FunctionPool,
+    /** The version's pool; a stream still waiting for a slot moves to a newer version when its own is replaced. */
+    public pool: FunctionPool,
     readonly options: ResolvedOptions,
     readonly outputRetention: number,
+    /** Bytes of retained outputs kept per stream (JSON text length or binary length). */
+    readonly outputRetentionBytes = Infinity,
   ) {}
 
   get version(): string {
@@ -103,12 +108,24 @@ export class Stream {
    * output number. Kept while the stream lives and, after it ends, in its ended record.
    */
   retained: RetainedOutput[] = [];
+  retainedBytes = 0;
 
   retain(n: number, json: string | undefined, bytes: Uint8Array | undefined): void {
     const cap = this.outputRetention;
     if (cap === 0) return;
-    if (this.retained.length >= cap) this.retained.shift();
+    const size = bytes ? bytes.byteLength : json!.length;
+    if (size > this.outputRetentionBytes) {
+      // Too big to keep at all: keeping older ones would leave a gap a resuming subscriber can't see.
+      this.retained.length = 0;
+      this.retainedBytes = 0;
+      return;
+    }
     this.retained.push(bytes ? { n, bytes } : { n, json: json! });
+    this.retainedBytes += size;
+    while (this.retained.length > cap || this.retainedBytes > this.outputRetentionBytes) {
+      const old = this.retained.shift()!;
+      this.retainedBytes -= old.bytes ? old.bytes.byteLength : old.json.length;
+    }
   }
 
   clearTimers(): void {

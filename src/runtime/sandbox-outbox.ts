@@ -1,7 +1,9 @@
 import type { MessagePort } from "node:worker_threads";
 import type { ErrorRecord } from "../api/errors.js";
-import { isErrorCode } from "../api/errors.js";
 import type { FromSandbox } from "./protocol.js";
+
+/** Longest an output or credit waits in the outbox while the sandbox's turn goes on. */
+const kMaxHoldMs = 5;
 
 /**
  * Messages from a sandbox to the router, flushed once per event-loop turn. Pull credits are
@@ -11,6 +13,7 @@ export class SandboxOutbox {
   #ops: FromSandbox[] = [];
   #pulls = new Map<number, number>();
   #scheduled = false;
+  #scheduledAt = 0;
   readonly #port: Pick<MessagePort, "postMessage">;
   readonly #refused: (s: number, error: ErrorRecord) => void;
 
@@ -31,12 +34,19 @@ export class SandboxOutbox {
   }
 
   #schedule(): void {
-    if (this.#scheduled) return;
+    if (this.#scheduled) {
+      // A handler that works through buffered events runs as one long chain of microtasks, so
+      // the turn can last long; past kMaxHoldMs what it produced so far goes out at once.
+      if (performance.now() - this.#scheduledAt > kMaxHoldMs) this.#flush();
+      return;
+    }
     this.#scheduled = true;
+    this.#scheduledAt = performance.now();
     setImmediate(this.#flush);
   }
 
   readonly #flush = (): void => {
+    if (!this.#scheduled) return; // flushed early; this is the stale setImmediate
     this.#scheduled = false;
     const ops = this.#ops;
     this.#ops = [];
@@ -69,11 +79,12 @@ export class SandboxOutbox {
   };
 }
 
+/**
+ * What a handler's failure reports. Always HANDLER_ERROR: a stream the platform aborted
+ * (stall, epilogue, shutdown) is ended by the router itself, so whatever the handler throws
+ * afterwards is never reported, and a handler cannot pass itself off as a platform failure.
+ */
 export function toErrorRecord(err: unknown): ErrorRecord {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    // Platform codes pass through (an abort the router asked for); anything else the handler threw is HANDLER_ERROR.
-    return { code: isErrorCode(code) && code !== "INTERNAL" ? code : "HANDLER_ERROR", message: err.message || err.name };
-  }
+  if (err instanceof Error) return { code: "HANDLER_ERROR", message: err.message || err.name };
   return { code: "HANDLER_ERROR", message: String(err) };
 }

@@ -1,18 +1,17 @@
-// Runs inside a sandbox thread: loads one function bundle and drives one handler invocation
-// per stream. Nothing here may assume it shares memory with the router.
-import { parentPort, workerData } from "node:worker_threads";
+// Runs inside a sandbox (a worker thread or a child process): loads one function bundle and
+// drives one handler invocation per stream. Nothing here may assume it shares memory with the router.
 import { pathToFileURL } from "node:url";
 import { isStreamFunction } from "../api/define.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { StreamFunction } from "../api/types.js";
 import { SandboxOutbox, toErrorRecord } from "./sandbox-outbox.js";
 import { StreamRun, prefixedLogger } from "./stream-driver.js";
-import type { SandboxInit, ToSandbox } from "./protocol.js";
+import type { ToSandbox } from "./protocol.js";
+import { connectSandboxPort } from "./sandbox-port.js";
 import { kOutputWindow } from "./protocol.js";
 
-const port = parentPort;
-if (!port) throw new Error("worker-main must run in a worker thread");
-const init = workerData as SandboxInit;
+const port = connectSandboxPort();
+const init = port.init;
 
 interface Live {
   run: StreamRun;
@@ -37,7 +36,7 @@ try {
   const mod = (await import(pathToFileURL(init.bundlePath).href)) as { default?: unknown };
   if (!isStreamFunction(mod.default)) {
     throw Object.assign(
-      new Error(`${init.functionName}: the default export is not a stream function (use defineStreamFunction)`),
+      new Error("the default export is not a stream function (use defineStreamFunction)"),
       { code: "INVALID_FUNCTION" },
     );
   }
@@ -67,26 +66,49 @@ function open(s: number, streamId: string): void {
   live.set(s, entry);
   entry.run.drive(fn, sink).then(
     () => finish(s, undefined),
-    (err: unknown) => finish(s, toErrorRecord(err)),
+    (err: unknown) => finish(s, err instanceof OutputRefused ? err.record : toErrorRecord(err)),
   );
 }
 
 /**
+ * An output the platform refused to send. Only this module makes these, so a handler cannot
+ * pass its own failure off as one (everything else it throws is HANDLER_ERROR).
+ */
+class OutputRefused extends Error {
+  constructor(readonly record: ErrorRecord) {
+    super(record.message);
+  }
+}
+
+/**
  * An output as it travels: JSON text, or the bytes of a binary output. Serializing here keeps
- * the work on the instance's thread; a value JSON cannot express fails the stream (the handler's
- * loop is left through its `finally`).
+ * the work on the instance's thread. A value with no faithful JSON form fails the stream (the
+ * handler's loop is left through its `finally`): one JSON.stringify throws for (a BigInt, a
+ * cycle), or one that holds a function, a symbol or a promise, which JSON would silently drop.
  */
 function serializeOutput(value: unknown, n: number): string | Uint8Array {
   if (value instanceof Uint8Array) return value;
   let json: string | undefined;
   try {
-    json = JSON.stringify(value);
+    json = JSON.stringify(value, refuseLossy);
   } catch (err) {
-    throw Object.assign(new Error(`output ${n} is not JSON-serializable: ${(err as Error).message}`), {
+    throw new OutputRefused({
       code: "OUTPUT_NOT_SERIALIZABLE",
+      message: `output ${n} is not JSON-serializable: ${(err as Error).message}`,
     });
   }
   return json ?? "null";
+}
+
+function refuseLossy(this: unknown, key: string, value: unknown): unknown {
+  const type = typeof value;
+  if (type === "function" || type === "symbol") {
+    throw new TypeError(`${key ? `"${key}" is` : "it is"} a ${type}`);
+  }
+  if (type === "object" && value !== null && typeof (value as { then?: unknown }).then === "function") {
+    throw new TypeError(`${key ? `"${key}" is` : "it is"} a promise (missing await?)`);
+  }
+  return value;
 }
 
 function finish(s: number, e: ErrorRecord | undefined): void {
@@ -96,7 +118,7 @@ function finish(s: number, e: ErrorRecord | undefined): void {
   outbox.send(e ? { k: "done", s, e } : { k: "done", s });
 }
 
-port.on("message", (batch: ToSandbox[]) => {
+port.onMessage((batch: ToSandbox[]) => {
   for (const op of batch) {
     switch (op.k) {
       case "ev": {

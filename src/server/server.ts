@@ -1,10 +1,14 @@
 import type { AddressInfo } from "node:net";
 import type { StreamFunctionOptions } from "../api/types.js";
 import { Gateway, sendJson } from "../gateway/gateway.js";
-import type { FunctionPool } from "../instances/pool.js";
+import { createHttpStreams } from "../gateway/http-streams.js";
+import type { FunctionPool, PoolObserver } from "../instances/pool.js";
+import { StreamfnMetrics } from "../metrics/metrics.js";
 import { Registry } from "../registry/registry.js";
+import type { RegistryChange } from "../registry/registry.js";
 import { Router } from "../router/router.js";
 import type { RouterObserver } from "../router/router.js";
+import { composePoolObservers, composeRouterObservers } from "./observers.js";
 import { buildStatus } from "./status.js";
 
 export interface ServerOptions {
@@ -15,6 +19,8 @@ export interface ServerOptions {
   /** Default 127.0.0.1. */
   host?: string;
   token?: string;
+  /** WebSocket keep-alive ping interval; a peer that misses a ping is disconnected. Default 30 000; 0 disables. */
+  pingIntervalMs?: number;
   /** Options under every function's own. */
   defaults?: StreamFunctionOptions;
   /** Per function, over its own options. */
@@ -22,11 +28,18 @@ export interface ServerOptions {
   cacheDir?: string;
   /** How long ended stream ids are remembered for late-event rejection. */
   endedRetentionMs?: number;
+  /** Outputs kept per stream for subscribers that resume (router option outputRetention). Default 128. */
+  outputRetention?: number;
   /** On close, how long running streams get to finish. Default 5 000. */
   graceMs?: number;
   /** Gets the server's log lines; default stdout. */
   log?: (line: string) => void;
+  /** Called with the router's stream events, next to the server's own metrics. */
   observer?: RouterObserver;
+  /** Called with the pools' instance events, next to the server's own metrics. */
+  poolObserver?: PoolObserver;
+  /** Redeploy a function when its file changes, add new files, remove deleted ones. Default false (`streamfn serve` turns it on). */
+  watch?: boolean;
 }
 
 /** One process serving a directory of functions: registry, pools, router and gateway wired together. */
@@ -34,6 +47,8 @@ export class StreamfnServer {
   readonly registry: Registry;
   readonly router: Router;
   readonly gateway: Gateway;
+  readonly metrics: StreamfnMetrics;
+  readonly startedAt = Date.now();
   readonly #options: ServerOptions;
   readonly #log: (line: string) => void;
   #closing: Promise<void> | undefined;
@@ -41,35 +56,59 @@ export class StreamfnServer {
   private constructor(options: ServerOptions) {
     this.#options = options;
     this.#log = options.log ?? ((line) => console.log(line));
+    // The metrics read router and registry state at scrape time, after both exist.
+    this.metrics = new StreamfnMetrics({
+      liveStreams: () => this.router.live(),
+      functions: () => this.registry.functions(),
+    });
+    const logExits: PoolObserver = {
+      instanceGone: (pool: FunctionPool, _instance, exit) => {
+        if (exit) this.#log(`streamfn: an instance of ${pool.functionName}@${pool.version} went away: ${exit.message}`);
+      },
+    };
     this.registry = new Registry({
       dir: options.functionsDir,
       cacheDir: options.cacheDir,
       defaults: options.defaults,
       overrides: options.overrides,
-      observer: {
-        instanceGone: (pool: FunctionPool, _instance, exit) => {
-          if (exit) this.#log(`streamfn: an instance of ${pool.functionName}@${pool.version} went away: ${exit.message}`);
-        },
-      },
+      observer: composePoolObservers(this.metrics.poolObserver, logExits, options.poolObserver),
     });
-    this.router = new Router(this.registry, options.observer ?? {}, { endedRetentionMs: options.endedRetentionMs });
-    this.gateway = new Gateway(this.router, { token: options.token });
+    this.router = new Router(this.registry, composeRouterObservers(this.metrics.routerObserver, options.observer), {
+      endedRetentionMs: options.endedRetentionMs,
+      outputRetention: options.outputRetention,
+    });
+    this.gateway = new Gateway(this.router, { token: options.token, pingIntervalMs: options.pingIntervalMs });
+    this.gateway.streamHttp(createHttpStreams(this.router, this.registry));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
+    this.gateway.route("GET", "/metrics", async (_req, res) => {
+      const text = await this.metrics.render();
+      res.writeHead(200, { "content-type": this.metrics.contentType, "content-length": Buffer.byteLength(text) });
+      res.end(text);
+    });
   }
 
   /** Loads the functions, then listens. Functions that fail to load are logged; the rest serve. */
   static async start(options: ServerOptions): Promise<StreamfnServer> {
     const server = new StreamfnServer(options);
-    const { failed } = await server.registry.loadAll();
-    for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
-    await new Promise<void>((resolve, reject) => {
-      server.gateway.server.once("error", reject);
-      server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
-        server.gateway.server.off("error", reject);
-        resolve();
+    try {
+      // Watching starts before the first load so no edit falls in between; deploys are
+      // serialized per function and a content hash already served is not deployed twice.
+      if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)));
+      const { failed } = await server.registry.loadAll();
+      for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
+      await new Promise<void>((resolve, reject) => {
+        server.gateway.server.once("error", reject);
+        server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
+          server.gateway.server.off("error", reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      // Instances and the watcher started so far must not outlive a server that never listened.
+      await server.registry.close();
+      throw err;
+    }
     return server;
   }
 
@@ -94,5 +133,21 @@ export class StreamfnServer {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+function describeChange(change: RegistryChange): string {
+  switch (change.kind) {
+    case "deployed":
+      return `streamfn: deployed ${change.name}@${change.version} (${change.previous ? `replaces ${change.previous}` : "new function"})`;
+    case "removed":
+      return `streamfn: removed ${change.name}@${change.version} (its file is gone; running streams finish on it)`;
+    case "failed":
+      return (
+        `streamfn: ${change.error.code}: ${change.error.message}; ` +
+        (change.serving ? `still serving ${change.name}@${change.serving}` : "not serving it")
+      );
+    case "watch-stopped":
+      return `streamfn: ${change.error.code}: ${change.error.message}; functions keep serving, changes are no longer picked up`;
   }
 }

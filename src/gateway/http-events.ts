@@ -1,0 +1,229 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { StreamfnError } from "../api/errors.js";
+import type { ErrorRecord } from "../api/errors.js";
+import type { ResolvedOptions } from "../api/types.js";
+import type { FunctionCatalog, Router } from "../router/router.js";
+import { parseEnvelope } from "./envelope.js";
+import { mediaType, readBody, sendJson } from "./http-util.js";
+import { LineReader } from "./ndjson.js";
+import type { StreamRoute } from "./routes.js";
+import { endedStreamStatus, liveStreamStatus } from "./stream-status.js";
+
+/** An NDJSON batch may be this big (or maxEventBytes, if that is bigger). */
+export const kMaxBatchBytes = 4 * 1024 * 1024;
+/** Suggested wait for a producer whose stream's inbox is full. */
+const kInboxRetryMs = 1000;
+
+export const kEventMediaTypes = ["application/json", "application/x-ndjson", "application/octet-stream"];
+
+interface PendingEvent {
+  data: unknown;
+  seq: number | undefined;
+  binary: boolean;
+  bytes: number;
+}
+
+interface Batch {
+  events: PendingEvent[];
+  /** The batch ends the stream's input after its events. */
+  end: boolean;
+}
+
+/**
+ * `POST …/streams/:streamId/events`: one envelope (application/json), a batch of envelopes
+ * (application/x-ndjson) or one binary event (application/octet-stream, optional seq in the
+ * `streamfn-seq` header). The first event opens the stream. A request is all or nothing: it
+ * is validated whole, and refused whole with 429 when the stream's inbox has no room for it,
+ * so resending it is always safe (seq-numbered events already taken are acknowledged as
+ * duplicates, never delivered twice).
+ */
+export async function postEvents(
+  router: Router,
+  catalog: FunctionCatalog,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: StreamRoute,
+): Promise<void> {
+  const functionName = route.functionName;
+  const streamId = route.streamId!;
+  const type = mediaType(req);
+  if (!kEventMediaTypes.includes(type)) {
+    throw new StreamfnError(
+      "UNSUPPORTED_MEDIA_TYPE",
+      `events are posted as ${kEventMediaTypes.join(", ")}; got ${type === "" ? "no content-type" : type}`,
+    );
+  }
+  const options = router.get(functionName, streamId)?.options ?? catalog.current(functionName)?.options;
+  if (!options) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
+
+  const batch = await readBatch(req, res, type, options, functionName);
+
+  const stream = router.openOrGet(functionName, streamId);
+  let fresh = 0;
+  let last = stream.lastSeq;
+  for (const e of batch.events) {
+    // The router's own dedup rule, applied ahead so the whole batch is judged before any of it is taken.
+    if (e.seq !== undefined && e.seq <= last) continue;
+    last = e.seq ?? last + 1;
+    fresh++;
+  }
+  if (stream.inputEnd !== undefined || stream.state === "done") {
+    if (fresh === 0) {
+      // A retry of a batch that was taken before the input ended: acknowledge it again.
+      sendJson(res, 202, { accepted: 0, duplicates: batch.events.length, lastSeq: stream.lastSeq });
+      return;
+    }
+    throw new StreamfnError(
+      "STREAM_INPUT_ENDED",
+      `stream "${streamId}" of ${functionName} takes no more events: its input ended (${stream.inputEnd ?? "closed"})`,
+    );
+  }
+  if (!stream.canAccept(fresh)) {
+    throw new StreamfnError(
+      "INBOX_FULL",
+      `stream "${streamId}" has ${stream.queued} events waiting for its handler (inboxLimit ${options.inboxLimit}); ` +
+        `none of these ${batch.events.length} were taken: resend them later`,
+      { retryAfterMs: kInboxRetryMs },
+    );
+  }
+
+  let accepted = 0;
+  let duplicates = 0;
+  let failure: ErrorRecord | undefined;
+  let i = 0;
+  for (; i < batch.events.length; i++) {
+    const e = batch.events[i]!;
+    try {
+      if (router.push(stream, e.data, e.seq, e.binary, e.bytes).accepted) accepted++;
+      else duplicates++;
+    } catch (err) {
+      // Only a limit reached inside this batch gets here (max-events ended the input).
+      if (accepted + duplicates === 0) throw err;
+      failure = err instanceof StreamfnError ? err.toRecord() : { code: "INTERNAL", message: String(err) };
+      break;
+    }
+  }
+  if (batch.end) router.endInput(stream, "end");
+  const body: Record<string, unknown> = { accepted, duplicates, lastSeq: stream.lastSeq };
+  if (batch.end) body.ended = true;
+  if (failure) {
+    body.rejected = batch.events.length - i;
+    body.error = failure;
+  }
+  sendJson(res, 202, body);
+}
+
+/** `POST …/streams/:streamId/end`: no more events. Idempotent: answers with the stream's status. */
+export function postEnd(router: Router, catalog: FunctionCatalog, res: ServerResponse, route: StreamRoute): void {
+  const { functionName } = route;
+  const streamId = route.streamId!;
+  const stream = router.get(functionName, streamId);
+  if (stream) {
+    router.endInput(stream, "end");
+    sendJson(res, 202, liveStreamStatus(stream));
+    return;
+  }
+  const ended = router.ended(functionName, streamId);
+  if (ended) {
+    sendJson(res, 202, endedStreamStatus(functionName, streamId, ended));
+    return;
+  }
+  throw notFound(catalog, functionName, streamId);
+}
+
+export function notFound(catalog: FunctionCatalog, functionName: string, streamId: string): StreamfnError {
+  if (!catalog.current(functionName)) return new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
+  return new StreamfnError(
+    "STREAM_NOT_FOUND",
+    `no stream "${streamId}" of ${functionName}: it never started, or it ended longer ago than the server remembers`,
+  );
+}
+
+async function readBatch(
+  req: IncomingMessage,
+  res: ServerResponse,
+  type: string,
+  options: ResolvedOptions,
+  functionName: string,
+): Promise<Batch> {
+  const tooLarge = (bytes: number): StreamfnError =>
+    new StreamfnError(
+      "EVENT_TOO_LARGE",
+      `event of ${bytes} bytes exceeds maxEventBytes (${options.maxEventBytes}) of ${functionName}`,
+    );
+
+  if (type === "application/octet-stream") {
+    const seq = seqHeader(req.headers["streamfn-seq"]);
+    const body = await readBody(req, res, options.maxEventBytes, tooLarge);
+    return { events: [{ data: ownArrayBuffer(body), seq, binary: true, bytes: body.byteLength }], end: false };
+  }
+
+  if (type === "application/json") {
+    const body = await readBody(req, res, options.maxEventBytes, tooLarge);
+    const env = parseEnvelope(body.toString("utf8"));
+    if (env.end) return { events: [], end: true };
+    return { events: [{ data: env.data, seq: env.seq, binary: false, bytes: body.byteLength }], end: false };
+  }
+
+  const limit = Math.max(kMaxBatchBytes, options.maxEventBytes);
+  const body = await readBody(
+    req,
+    res,
+    limit,
+    (bytes) => new StreamfnError("BATCH_TOO_LARGE", `a batch of ${bytes} bytes exceeds ${limit} bytes; send it in parts`),
+  );
+  const batch: Batch = { events: [], end: false };
+  let problem: StreamfnError | undefined;
+  const at = (lineNo: number, err: unknown): StreamfnError => {
+    const e = err instanceof StreamfnError ? err : new StreamfnError("INTERNAL", String(err));
+    return new StreamfnError(e.code, `line ${lineNo}: ${e.message}; nothing of this batch was taken`);
+  };
+  const reader = new LineReader(options.maxEventBytes, {
+    line(text, bytes, lineNo) {
+      if (problem) return;
+      try {
+        if (batch.end) {
+          throw new StreamfnError("INVALID_ENVELOPE", `an event follows {"end": true}`);
+        }
+        const env = parseEnvelope(text);
+        if (env.end) batch.end = true;
+        else batch.events.push({ data: env.data, seq: env.seq, binary: false, bytes });
+      } catch (err) {
+        if (text.trim() !== "") problem = at(lineNo, err);
+      }
+    },
+    tooLong(bytes, lineNo) {
+      problem ??= at(lineNo, tooLarge(bytes));
+    },
+    finished() {},
+  });
+  reader.push(body);
+  reader.end();
+  if (problem) throw problem;
+  if (batch.events.length === 0 && !batch.end) {
+    throw new StreamfnError("INVALID_REQUEST", "the batch holds no events: send one envelope per line");
+  }
+  if (batch.events.length > options.inboxLimit) {
+    throw new StreamfnError(
+      "BATCH_TOO_LARGE",
+      `a batch of ${batch.events.length} events exceeds the stream's inboxLimit (${options.inboxLimit}); send it in parts`,
+    );
+  }
+  return batch;
+}
+
+function seqHeader(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === "string" && /^\d{1,15}$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new StreamfnError("INVALID_SEQ", `the streamfn-seq header must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** An ArrayBuffer holding exactly the body's bytes, safe to transfer to an instance (never a shared pool slab). */
+function ownArrayBuffer(buf: Buffer): ArrayBuffer {
+  const ab = buf.buffer as ArrayBuffer;
+  if (buf.byteOffset === 0 && buf.byteLength === ab.byteLength) return ab;
+  return ab.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+}

@@ -1,0 +1,169 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { StreamfnError } from "../api/errors.js";
+import type { FunctionCatalog, Router } from "../router/router.js";
+import type { EndedStream } from "../router/ended-streams.js";
+import type { EndRecord, RetainedOutput, Stream } from "../router/stream.js";
+import { notFound } from "./http-events.js";
+import { errorRecord, outputRecord } from "./records.js";
+import { ResponseSink } from "./response-sink.js";
+import type { StreamRoute } from "./routes.js";
+
+/** How long a subscriber waits for a stream that has not opened yet. */
+const kOpenWaitMs = 60_000;
+/** A comment line this often keeps idle subscriptions open through proxies. */
+const kHeartbeatMs = 15_000;
+
+/** Outputs as server-sent events: `id` is the output number, so a reconnect resumes after it. */
+class SseSink extends ResponseSink {
+  /** Outputs up to this number are the subscriber's already. */
+  readonly after: number;
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(res: ServerResponse, after: number) {
+    super(res);
+    this.after = after;
+    this.#heartbeat = setInterval(() => this.write(": ping\n\n"), kHeartbeatMs);
+    this.#heartbeat.unref();
+    res.once("close", () => this.stopHeartbeat());
+  }
+
+  output(n: number, json: string | undefined, bytes: Uint8Array | undefined): void {
+    if (n <= this.after) return;
+    this.write(`id: ${n}\nevent: output\ndata: ${outputRecord(n, json, bytes)}\n\n`);
+  }
+
+  replay(outputs: readonly RetainedOutput[]): void {
+    let text = "";
+    for (const o of outputs) {
+      if (o.n > this.after) text += `id: ${o.n}\nevent: output\ndata: ${outputRecord(o.n, o.json, o.bytes)}\n\n`;
+    }
+    if (text) this.write(text);
+  }
+
+  expired(code: "OUTPUTS_EXPIRED", message: string): void {
+    this.write(`event: error\ndata: ${errorRecord({ code, message })}\n\n`);
+  }
+
+  end(record: EndRecord): void {
+    this.stopHeartbeat();
+    this.finish(`event: end\ndata: ${JSON.stringify(record)}\n\n`);
+  }
+
+  stopHeartbeat(): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+}
+
+/**
+ * `GET …/streams/:streamId/outputs`: the stream's outputs as server-sent events. Replays the
+ * retained outputs after `Last-Event-ID` (or `?from=`; default 0, i.e. all), then follows the
+ * live stream, then sends `event: end` and closes. Outputs that are no longer retained are
+ * announced with an `error` event (OUTPUTS_EXPIRED) naming the gap, never skipped silently.
+ * A stream that ended within the retention window still replays what it kept.
+ */
+export function serveOutputs(
+  router: Router,
+  catalog: FunctionCatalog,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: StreamRoute,
+  url: URL,
+): void {
+  const { functionName } = route;
+  const streamId = route.streamId!;
+  const after = resumePoint(req, url);
+  const stream = router.get(functionName, streamId);
+  const ended = stream ? undefined : router.ended(functionName, streamId);
+  if (!stream && !ended && !catalog.current(functionName)) throw notFound(catalog, functionName, streamId);
+
+  let cancelWait: (() => void) | undefined;
+  if (!stream && !ended) {
+    // Not open yet: wait for it, so a subscriber may connect before the producer's first event.
+    cancelWait = router.awaitOpen(functionName, streamId, (s) => {
+      clearTimeout(timer);
+      follow(s);
+    });
+    if (!cancelWait) {
+      throw new StreamfnError("CAPACITY_EXCEEDED", "too many subscribers are waiting for streams to open", {
+        retryAfterMs: 1000,
+      });
+    }
+  }
+
+  res.writeHead(200, {
+    "content-type": "text/event-stream",
+    "cache-control": "no-store",
+    "x-accel-buffering": "no",
+  });
+  const sink = new SseSink(res, after);
+  sink.write(`: outputs of ${functionName}/${streamId}\n\n`);
+  const timer = cancelWait
+    ? setTimeout(() => {
+        cancelWait?.();
+        sink.stopHeartbeat();
+        sink.finish(
+          `event: error\ndata: ${errorRecord({
+            code: "STREAM_NOT_FOUND",
+            message: `stream "${streamId}" of ${functionName} did not open within ${kOpenWaitMs} ms`,
+          })}\n\n`,
+        );
+      }, kOpenWaitMs)
+    : undefined;
+  timer?.unref();
+  if (cancelWait) {
+    res.once("close", () => {
+      clearTimeout(timer);
+      cancelWait?.();
+    });
+    return;
+  }
+  if (stream) follow(stream);
+  else replayEnded(ended!);
+
+  function follow(s: Stream): void {
+    // Runs in one turn: no output can slip between the replay and the live sink.
+    announceGap(s.retained, s.outputs);
+    sink.replay(s.retained);
+    router.addSink(s, sink);
+    res.once("close", () => {
+      if (s.state !== "done") router.removeSink(s, sink);
+    });
+  }
+
+  function replayEnded(e: EndedStream): void {
+    const retained = e.retained ?? [];
+    announceGap(retained, e.outputs);
+    sink.replay(retained);
+    const record: EndRecord = { type: "end", status: e.status, reason: e.reason, events: e.events, outputs: e.outputs };
+    if (e.error) record.error = e.error;
+    sink.end(record);
+  }
+
+  function announceGap(retained: readonly RetainedOutput[], total: number): void {
+    const firstKept = retained.length > 0 ? retained[0]!.n : total + 1;
+    if (after + 1 < firstKept && after < total) {
+      const last = Math.min(firstKept - 1, total);
+      const range = after + 1 === last ? `output ${last} is` : `outputs ${after + 1}-${last} are`;
+      sink.expired(
+        "OUTPUTS_EXPIRED",
+        `${range} no longer retained (only the most recent outputs are kept)` +
+          (firstKept <= total ? `; continuing from output ${firstKept}` : ""),
+      );
+    }
+  }
+}
+
+/** The last output number the subscriber has: `Last-Event-ID` (set by EventSource on reconnect) wins over `?from=`. */
+function resumePoint(req: IncomingMessage, url: URL): number {
+  const header = req.headers["last-event-id"];
+  const raw = typeof header === "string" && header.trim() !== "" ? header.trim() : url.searchParams.get("from");
+  if (raw === null || raw === "") return 0;
+  if (!/^\d{1,15}$/.test(raw)) {
+    throw new StreamfnError(
+      "INVALID_REQUEST",
+      `Last-Event-ID / ?from= must be an output number (a non-negative integer), got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
+  }
+  return Number(raw);
+}

@@ -1,0 +1,57 @@
+import type { EndedStream } from "../router/ended-streams.js";
+import type { RetainedOutput, Stream } from "../router/stream.js";
+
+/** The JSON behind `GET /v1/functions/:fn/streams/:streamId` for a live stream. */
+export function liveStreamStatus(stream: Stream): Record<string, unknown> {
+  // lastEventAt is a monotonic stamp; shown as wall-clock time.
+  const lastEventAt = Date.now() - (performance.now() - stream.lastEventAt);
+  return {
+    function: stream.functionName,
+    streamId: stream.streamId,
+    state: stream.state,
+    inputEnded: stream.inputEnd ?? null,
+    version: stream.version,
+    instance: stream.instance?.id ?? null,
+    events: stream.events,
+    outputs: stream.outputs,
+    duplicates: stream.duplicates,
+    lastSeq: stream.lastSeq,
+    queued: stream.queued,
+    inflight: stream.inflight,
+    subscribers: stream.sinks.size,
+    replayable: replayable(stream.retained),
+    openedAt: iso(stream.openedAt),
+    boundAt: stream.boundAt === undefined ? null : iso(stream.boundAt),
+    lastEventAt: stream.events === 0 ? null : iso(lastEventAt),
+  };
+}
+
+/** The same for a stream that ended within the retention window: its end record. */
+export function endedStreamStatus(functionName: string, streamId: string, ended: EndedStream): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    function: functionName,
+    streamId,
+    state: "ended",
+    status: ended.status,
+    reason: ended.reason,
+    version: ended.version ?? null,
+    events: ended.events,
+    outputs: ended.outputs,
+    duplicates: ended.duplicates ?? null,
+    replayable: replayable(ended.retained),
+    openedAt: ended.openedAt === undefined ? null : iso(ended.openedAt),
+    endedAt: iso(ended.endedAt),
+  };
+  if (ended.error) body.error = ended.error;
+  return body;
+}
+
+/** Which output numbers a subscriber can still replay, or null when none are kept. */
+function replayable(retained: readonly RetainedOutput[] | undefined): { from: number; to: number } | null {
+  if (!retained || retained.length === 0) return null;
+  return { from: retained[0]!.n, to: retained[retained.length - 1]!.n };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,90 @@
+import { fork } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { dirname, resolve } from "node:path";
+import type { EventLoopUtilization } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
+import { kInitEnv } from "../runtime/sandbox-port.js";
+import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
+
+const kWorkerEntry = fileURLToPath(new URL("../runtime/worker-main.js", import.meta.url));
+/** The package root: the runtime's own code and its dependencies are read from here. */
+const kPackageRoot = resolve(dirname(kWorkerEntry), "../../..");
+const kNoUtilization: EventLoopUtilization = Object.freeze({ idle: 0, active: 0, utilization: 0 });
+
+/**
+ * A function instance in a child process under Node's permission model: it may read only the
+ * runtime and the function's own directory tree (its bundle and node_modules), and may not
+ * write files, start processes or threads. The network is not restricted by Node 20's model.
+ * Costs more than a thread (a process per instance, messages copied rather than transferred)
+ * and buys a separate address space: for code trusted less than the platform.
+ */
+export class ProcessSandbox implements Sandbox {
+  onBatch: (batch: FromSandbox[]) => void = () => {};
+  onExit: (exit: SandboxExit) => void = () => {};
+  readonly #child: ChildProcess;
+  #terminating: Promise<void> | undefined;
+  readonly #exited: Promise<void>;
+  #gone = false;
+
+  constructor(spec: SandboxSpec) {
+    const init: SandboxInit = { bundlePath: spec.bundlePath, functionName: spec.functionName };
+    const functionsDir = resolve(dirname(spec.bundlePath), "..");
+    this.#child = fork(kWorkerEntry, [], {
+      execArgv: [
+        "--experimental-permission",
+        "--disable-warning=ExperimentalWarning",
+        `--allow-fs-read=${kPackageRoot}/`,
+        `--allow-fs-read=${dirname(spec.bundlePath)}/`,
+        `--allow-fs-read=${functionsDir}/`,
+        `--max-old-space-size=${spec.memoryMb}`,
+      ],
+      env: { ...process.env, [kInitEnv]: JSON.stringify(init) },
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    this.#child.on("message", (batch: FromSandbox[]) => this.onBatch(batch));
+    this.#child.on("error", () => {
+      // 'exit' follows (or the spawn failed and 'exit' reports it).
+    });
+    this.#exited = new Promise((done) => {
+      this.#child.once("exit", (code, signal) => {
+        this.#gone = true;
+        done();
+        if (!this.#terminating) this.onExit(describeExit(code, signal));
+      });
+    });
+  }
+
+  post(batch: ToSandbox[], _transfer: ArrayBuffer[]): void {
+    if (this.#gone || !this.#child.connected) return;
+    // Binary payloads are copied by the IPC channel: processes share no memory to move them in.
+    this.#child.send(batch);
+  }
+
+  eventLoopUtilization(): EventLoopUtilization {
+    // Another process's event loop cannot be read from here; placement then packs by slots alone.
+    return kNoUtilization;
+  }
+
+  terminate(): Promise<void> {
+    if (!this.#terminating) {
+      // The instance is being recycled or stopped; its code may be stuck in a loop, so no
+      // polite signal: SIGKILL, which it cannot ignore.
+      if (!this.#gone) this.#child.kill("SIGKILL");
+      this.#terminating = this.#exited;
+    }
+    return this.#terminating;
+  }
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): SandboxExit {
+  // V8 aborts the process when the heap limit is hit.
+  if (signal === "SIGABRT" || code === 134) {
+    return { code: "INSTANCE_OUT_OF_MEMORY", message: "the instance process ran out of memory (raise memoryMb?)" };
+  }
+  return {
+    code: "INSTANCE_CRASHED",
+    message: `the instance process exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`,
+  };
+}

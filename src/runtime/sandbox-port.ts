@@ -1,0 +1,37 @@
+import { parentPort, workerData } from "node:worker_threads";
+import type { FromSandbox, SandboxInit, ToSandbox } from "./protocol.js";
+
+/** The channel to the router, whichever sandbox this code runs in. */
+export interface SandboxPort {
+  readonly init: SandboxInit;
+  postMessage(batch: FromSandbox[]): void;
+  onMessage(handler: (batch: ToSandbox[]) => void): void;
+}
+
+export const kInitEnv = "STREAMFN_SANDBOX_INIT";
+
+/** A worker thread talks over its parent port; a child process over its IPC channel. */
+export function connectSandboxPort(): SandboxPort {
+  if (parentPort) {
+    const port = parentPort;
+    return {
+      init: workerData as SandboxInit,
+      postMessage: (batch) => port.postMessage(batch),
+      onMessage: (handler) => port.on("message", handler),
+    };
+  }
+  const raw = process.env[kInitEnv];
+  if (process.send && raw) {
+    const send = process.send.bind(process);
+    // The parent going away (crash, kill -9) must not leave this process running.
+    process.on("disconnect", () => process.exit(0));
+    return {
+      init: JSON.parse(raw) as SandboxInit,
+      postMessage: (batch) => {
+        send(batch);
+      },
+      onMessage: (handler) => process.on("message", handler as (msg: unknown) => void),
+    };
+  }
+  throw new Error("the sandbox runtime must run in a worker thread or a child process started by streamfn");
+}

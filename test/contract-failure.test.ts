@@ -1,0 +1,302 @@
+// Contract: a failing, stalled, stuck or memory-hungry handler fails its own stream(s) with a
+// clear error code, never hangs anything, and the server goes on serving.
+import { strict as assert } from "node:assert";
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fnSource } from "./helpers/contract-util.js";
+import { eventually, startTestServer } from "./helpers/server.js";
+import type { TestServer } from "./helpers/server.js";
+import { StreamClient } from "./helpers/ws-client.js";
+import type { Rec } from "./helpers/ws-client.js";
+
+// Echoes events; an event naming a misdeed makes the handler commit it.
+const misbehaving = (options: string): string =>
+  fnSource(`{
+  ${options}
+  async *handler(events, ctx) {
+    const keep = [];
+    for await (const e of events) {
+      if (e === "throw") throw new Error("boom in " + ctx.streamId);
+      if (e === "spin") while (true) {}
+      if (e === "hog") for (;;) keep.push(Array.from({ length: 10000 }, (_, i) => ({ i, s: "x" + i })));
+      if (e === "hang") await new Promise(() => {});
+      if (e === "function") yield { f: () => 1 };
+      if (e === "bigint") yield { big: 10n };
+      if (e === "string") throw "a thrown string";
+      if (typeof e === "object" && e && e.sleep) await new Promise((r) => setTimeout(r, e.sleep));
+      yield e;
+    }
+    if (ctx.streamId.startsWith("linger")) await new Promise(() => {});
+    yield "done";
+  },
+}`);
+
+async function open(t: TestServer, fn: string, id: string): Promise<StreamClient> {
+  return StreamClient.connect(`${t.wsUrl}/v1/functions/${fn}/streams/${id}`);
+}
+
+function instanceOf(t: TestServer, fn: string, id: string): number | undefined {
+  return t.server.router.get(fn, id)?.instance?.id;
+}
+
+async function echoed(c: StreamClient, value: unknown): Promise<void> {
+  c.event(value);
+  await c.waitFor((r) => r.type === "output" && JSON.stringify(r.data) === JSON.stringify(value));
+}
+
+function failedWith(end: Rec, code: string): { code: string; message: string } {
+  assert.equal(end.status, "failed", JSON.stringify(end));
+  assert.equal(end.reason, "error");
+  const error = end.error as { code: string; message: string };
+  assert.equal(error.code, code, JSON.stringify(end));
+  assert.ok(error.message.length > 0);
+  return error;
+}
+
+describe("contract: failures stay with their stream", () => {
+  let t: TestServer;
+  const flagDir = mkdtempSync(join(tmpdir(), "streamfn-flag-"));
+  process.env.STREAMFN_TEST_DIR = flagDir;
+  before(async () => {
+    t = await startTestServer({
+      "thrower.ts": misbehaving("concurrency: 4,"),
+      "staller.ts": misbehaving("stallTimeoutMs: 400,"),
+      "lingerer.ts": misbehaving("epilogueMs: 200,"),
+      "spinner.ts": misbehaving("concurrency: 4, unresponsiveMs: 200,"),
+      "hog.ts": misbehaving("concurrency: 4, memoryMb: 16, unresponsiveMs: 30000,"),
+      "single.ts": misbehaving("concurrency: 1, maxInstances: 1, unresponsiveMs: 200,"),
+      "fragile.ts": fnSource(
+        `{
+          async *handler(events) {
+            for await (const e of events) yield e;
+          },
+        }`,
+        // Loads in the deploy-time probe; fails to load in instances once the flag file exists.
+        `import { existsSync } from "node:fs";
+         if (existsSync(new URL("./fragile.flag", "file://" + process.env.STREAMFN_TEST_DIR + "/"))) throw new Error("cannot load right now");`,
+      ),
+    });
+  });
+  after(async () => {
+    await t.close();
+    rmSync(flagDir, { recursive: true, force: true });
+  });
+
+  it("a throwing handler fails only its stream; another stream on the same instance completes", async () => {
+    const a = await open(t, "thrower", "throw-a");
+    const b = await open(t, "thrower", "throw-b");
+    await echoed(a, "x");
+    await echoed(b, "x");
+    const instance = instanceOf(t, "thrower", "throw-a");
+    assert.ok(instance !== undefined);
+    assert.equal(instanceOf(t, "thrower", "throw-b"), instance, "both streams share one instance");
+
+    a.event("throw");
+    const error = failedWith(await a.waitEnd(), "HANDLER_ERROR");
+    assert.match(error.message, /boom in throw-a/);
+    assert.equal(await a.waitClose(), 1000);
+
+    await echoed(b, "y");
+    b.end();
+    const end = await b.waitEnd();
+    assert.equal(end.status, "completed");
+    assert.deepEqual(b.outputs(), ["x", "y", "done"]);
+
+    // The instance keeps serving: a new stream lands on it, no new cold start.
+    const c = await open(t, "thrower", "throw-c");
+    assert.equal(instanceOf(t, "thrower", "throw-c"), instance);
+    await echoed(c, "z");
+    c.end();
+    assert.equal((await c.waitEnd()).status, "completed");
+    assert.equal(t.server.registry.current("thrower")!.stats().coldStarts, 1);
+  });
+
+  it("an output that cannot be sent fails its stream with OUTPUT_NOT_SERIALIZABLE; neighbours go on", async () => {
+    const a = await open(t, "thrower", "out-fn");
+    const b = await open(t, "thrower", "out-bigint");
+    const c = await open(t, "thrower", "out-neighbour");
+    await echoed(c, "x");
+    a.event("function"); // cannot cross the thread boundary
+    b.event("bigint"); // crosses it, but has no JSON form
+    c.event("y");
+    const [endA, endB] = await Promise.all([a.waitEnd(), b.waitEnd()]);
+    failedWith(endA, "OUTPUT_NOT_SERIALIZABLE");
+    const errB = failedWith(endB, "OUTPUT_NOT_SERIALIZABLE");
+    assert.match(errB.message, /output 1 is not JSON-serializable/);
+    await c.waitFor((r) => r.type === "output" && r.data === "y");
+    c.end();
+    assert.equal((await c.waitEnd()).status, "completed");
+  });
+
+  it("a handler that throws a non-Error fails with HANDLER_ERROR carrying its text", async () => {
+    const c = await open(t, "thrower", "throws-string");
+    c.event("string");
+    const error = failedWith(await c.waitEnd(), "HANDLER_ERROR");
+    assert.equal(error.message, "a thrown string");
+  });
+
+  it("a handler that stops pulling while events wait fails with HANDLER_STALLED", async () => {
+    const c = await open(t, "staller", "stall-1");
+    c.event("hang");
+    c.event("waiting");
+    const error = failedWith(await c.waitEnd(), "HANDLER_STALLED");
+    assert.match(error.message, /stallTimeoutMs/);
+  });
+
+  it("a slow handler that keeps pulling is not stalled, however long the stream takes", async () => {
+    const c = await open(t, "staller", "slow-but-moving");
+    // Each event takes a tenth of the stall timeout; together they take longer than it.
+    for (let i = 0; i < 12; i++) c.event({ sleep: 40 });
+    c.end();
+    const end = await c.waitEnd(10_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.equal(c.outputs().length, 13);
+  });
+
+  it("an idle handler waiting for its next event is not stalled", async () => {
+    const c = await open(t, "staller", "just-waiting");
+    await echoed(c, "one");
+    await new Promise((r) => setTimeout(r, 600)); // longer than stallTimeoutMs, but nothing waits
+    await echoed(c, "two");
+    c.end();
+    assert.equal((await c.waitEnd()).status, "completed");
+  });
+
+  it("a handler that never finishes after its input ended fails with EPILOGUE_TIMEOUT", async () => {
+    const c = await open(t, "lingerer", "linger-1");
+    await echoed(c, "a");
+    c.end();
+    const error = failedWith(await c.waitEnd(), "EPILOGUE_TIMEOUT");
+    assert.match(error.message, /epilogueMs/);
+    assert.deepEqual(c.outputs(), ["a"]);
+  });
+
+  it("a CPU-stuck handler gets its instance recycled; its other streams fail clearly; new streams work", async () => {
+    const stuck = await open(t, "spinner", "spin-a");
+    const neighbour = await open(t, "spinner", "spin-b");
+    await echoed(stuck, "x");
+    await echoed(neighbour, "x");
+    const instance = instanceOf(t, "spinner", "spin-a");
+    assert.equal(instanceOf(t, "spinner", "spin-b"), instance);
+
+    stuck.event("spin");
+    const [endA, endB] = await Promise.all([stuck.waitEnd(10_000), neighbour.waitEnd(10_000)]);
+    failedWith(endA, "INSTANCE_UNRESPONSIVE");
+    const error = failedWith(endB, "INSTANCE_UNRESPONSIVE");
+    assert.match(error.message, /did not respond/);
+
+    // A fresh instance serves the next stream.
+    const fresh = await open(t, "spinner", "spin-c");
+    await echoed(fresh, "after");
+    assert.notEqual(instanceOf(t, "spinner", "spin-c"), instance);
+    fresh.end();
+    assert.equal((await fresh.waitEnd()).status, "completed");
+    await eventually(
+      () => ![...t.server.registry.current("spinner")!.instances].some((i) => i.id === instance),
+      5_000,
+      "the stuck instance to be gone",
+    );
+  });
+
+  it("a handler that runs out of memory fails its instance's streams with INSTANCE_OUT_OF_MEMORY; the server goes on", async () => {
+    const hog = await open(t, "hog", "hog-a");
+    const neighbour = await open(t, "hog", "hog-b");
+    await echoed(hog, "x");
+    await echoed(neighbour, "x");
+    const instance = instanceOf(t, "hog", "hog-a");
+    assert.equal(instanceOf(t, "hog", "hog-b"), instance);
+
+    hog.event("hog");
+    const [endA, endB] = await Promise.all([hog.waitEnd(20_000), neighbour.waitEnd(20_000)]);
+    failedWith(endA, "INSTANCE_OUT_OF_MEMORY");
+    failedWith(endB, "INSTANCE_OUT_OF_MEMORY");
+
+    const fresh = await open(t, "hog", "hog-c");
+    await echoed(fresh, "after");
+    assert.notEqual(instanceOf(t, "hog", "hog-c"), instance);
+    fresh.end();
+    assert.equal((await fresh.waitEnd()).status, "completed");
+    // Other functions never noticed.
+    const other = await open(t, "thrower", "after-oom");
+    await echoed(other, 1);
+    other.end();
+    assert.equal((await other.waitEnd()).status, "completed");
+  });
+
+  it("streams waiting for the one instance of a function proceed on a fresh instance after it is recycled", async () => {
+    const stuck = await open(t, "single", "single-a");
+    await echoed(stuck, "x");
+    const waiting = await open(t, "single", "single-b");
+    waiting.event("queued");
+    await eventually(() => t.server.router.get("single", "single-b")?.events === 1, 5_000, "the queued event");
+    assert.equal(t.server.router.get("single", "single-b")!.state, "waiting");
+    stuck.event("spin");
+    failedWith(await stuck.waitEnd(10_000), "INSTANCE_UNRESPONSIVE");
+    await waiting.waitFor((r) => r.type === "output" && r.data === "queued", 10_000);
+    waiting.end();
+    const end = await waiting.waitEnd();
+    assert.equal(end.status, "completed");
+    assert.deepEqual(waiting.outputs(), ["queued", "done"]);
+  });
+
+  it("an instance that fails to load fails its streams with FUNCTION_LOAD_FAILED; the next stream tries again", async () => {
+    const flag = join(flagDir, "fragile.flag");
+    writeFileSync(flag, "");
+    try {
+      const c = await open(t, "fragile", "fragile-a");
+      c.event("a");
+      const error = failedWith(await c.waitEnd(10_000), "FUNCTION_LOAD_FAILED");
+      assert.match(error.message, /cannot load right now/);
+    } finally {
+      unlinkSync(flag);
+    }
+    await eventually(() => t.server.registry.current("fragile")!.stats().instances === 0, 5_000, "the failed instance to go");
+    const ok = await open(t, "fragile", "fragile-b");
+    await echoed(ok, "b");
+    ok.end();
+    assert.equal((await ok.waitEnd()).status, "completed");
+  });
+});
+
+describe("contract: watchdogs count handler time, not an instance's cold start", () => {
+  let t: TestServer;
+  before(async () => {
+    // Every instance of this function takes 500 ms to load: longer than its stall and epilogue limits.
+    const slowStart = fnSource(
+      `{
+        stallTimeoutMs: 150,
+        epilogueMs: 150,
+        keepAliveMs: 0,
+        async *handler(events) {
+          let n = 0;
+          for await (const _ of events) n++;
+          yield { n };
+        },
+      }`,
+      `await new Promise((r) => setTimeout(r, 500));`,
+    );
+    t = await startTestServer({ "slowstart.ts": slowStart });
+  });
+  after(() => t.close());
+
+  it("events waiting for a starting instance are not a stalled handler", async () => {
+    await eventually(() => t.server.registry.current("slowstart")!.stats().instances === 0, 5_000, "no warm instance");
+    const c = await open(t, "slowstart", "cold-events");
+    for (let i = 0; i < 5; i++) c.event(i);
+    c.end();
+    const end = await c.waitEnd(10_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.deepEqual(c.outputs(), [{ n: 5 }]);
+  });
+
+  it("an input that ends before the instance is ready does not start the epilogue clock", async () => {
+    await eventually(() => t.server.registry.current("slowstart")!.stats().instances === 0, 5_000, "no warm instance");
+    const c = await open(t, "slowstart", "cold-empty");
+    c.end();
+    const end = await c.waitEnd(10_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.deepEqual(c.outputs(), [{ n: 0 }]);
+  });
+});

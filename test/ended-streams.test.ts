@@ -1,0 +1,51 @@
+import { strict as assert } from "node:assert";
+import { describe, it } from "node:test";
+import { EndedStreams } from "../src/router/ended-streams.js";
+import type { RetainedOutput } from "../src/router/stream.js";
+
+const end = { type: "end" as const, status: "completed" as const, reason: "end" as const, events: 1, outputs: 3 };
+const outs = (...jsons: string[]): RetainedOutput[] => jsons.map((json, i) => ({ n: i + 1, json }));
+
+describe("ended streams keep their last outputs within a global bound", () => {
+  it("drops the oldest ended streams' outputs first when over the count bound, keeping their ids", () => {
+    const ended = new EndedStreams(60_000, 100, { maxOutputs: 5, maxOutputBytes: 1_000_000 });
+    const now = Date.now();
+    ended.add("a", { ...end, endedAt: now, retained: outs("1", "2", "3") });
+    ended.add("b", { ...end, endedAt: now, retained: outs("4", "5") });
+    assert.deepEqual(ended.kept, { outputs: 5, bytes: 5 });
+    ended.add("c", { ...end, endedAt: now, retained: outs("6") });
+    assert.equal(ended.get("a")!.retained, undefined);
+    assert.equal(ended.get("a")!.outputsDropped, true);
+    assert.equal(ended.get("a")!.status, "completed");
+    assert.equal(ended.get("b")!.retained!.length, 2);
+    assert.deepEqual(ended.kept, { outputs: 3, bytes: 3 });
+  });
+
+  it("bounds the bytes kept, binary outputs included", () => {
+    const ended = new EndedStreams(60_000, 100, { maxOutputs: 1000, maxOutputBytes: 100 });
+    const now = Date.now();
+    ended.add("a", { ...end, endedAt: now, retained: [{ n: 1, bytes: new Uint8Array(60) }] });
+    ended.add("b", { ...end, endedAt: now, retained: outs("x".repeat(50)) });
+    assert.equal(ended.get("a")!.retained, undefined);
+    assert.deepEqual(ended.kept, { outputs: 1, bytes: 50 });
+    // One stream's outputs over the whole bound are not kept at all.
+    ended.add("c", { ...end, endedAt: now, retained: outs("y".repeat(500)) });
+    assert.deepEqual(ended.kept, { outputs: 0, bytes: 0 });
+    assert.ok(ended.get("c"));
+  });
+
+  it("forgets outputs with the entries they belong to", () => {
+    const ended = new EndedStreams(60_000, 2, { maxOutputs: 1000, maxOutputBytes: 1000 });
+    const now = Date.now();
+    ended.add("a", { ...end, endedAt: now, retained: outs("1") });
+    ended.add("b", { ...end, endedAt: now, retained: outs("2") });
+    ended.add("c", { ...end, endedAt: now, retained: outs("3") });
+    assert.equal(ended.get("a"), undefined);
+    assert.deepEqual(ended.kept, { outputs: 2, bytes: 2 });
+    // Re-adding a key replaces its outputs rather than counting them twice.
+    ended.add("c", { ...end, endedAt: now, retained: outs("3", "4") });
+    assert.deepEqual(ended.kept, { outputs: 3, bytes: 3 });
+    ended.clear();
+    assert.deepEqual(ended.kept, { outputs: 0, bytes: 0 });
+  });
+});
