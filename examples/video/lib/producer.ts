@@ -13,6 +13,8 @@ export interface ClipRun {
   startedAt: number;
   /** When frame i existed: startedAt + i / fps when paced, startedAt when not. */
   due: number[];
+  /** When the producer had frame i in hand (its timer fired): `due` plus timer slack. */
+  readyAt: number[];
   sentAt: number[];
   /** When frame i's result arrived. */
   resultAt: number[];
@@ -35,7 +37,7 @@ export interface StreamClipOptions {
 
 const kMaxBuffered = 1 << 20;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function connect(url: string, headers: Record<string, string>, retryForMs: number): Promise<WebSocket> {
   const deadline = performance.now() + retryForMs;
@@ -59,22 +61,39 @@ async function connect(url: string, headers: Record<string, string>, retryForMs:
   }
 }
 
-/** Streams the clip: a JSON clip header, one binary event per frame, then the end. */
-export async function streamClip(clip: DecodedClip, opts: StreamClipOptions): Promise<ClipRun> {
-  const realtime = opts.realtime ?? true;
+/** An empty record for one clip; frame i is due `i / fps` after now (paced) or now (not). */
+export function newClipRun(clip: DecodedClip, realtime: boolean): ClipRun {
   const startedAt = performance.now();
   const n = clip.frames.length;
-  const run: ClipRun = {
+  return {
     clip: clip.name,
     frames: n,
     startedAt,
     due: clip.frames.map((_, i) => (realtime ? startedAt + (i * 1000) / clip.fps : startedAt)),
+    readyAt: new Array<number>(n).fill(NaN),
     sentAt: new Array<number>(n).fill(NaN),
     resultAt: new Array<number>(n).fill(NaN),
     results: [],
     summary: undefined,
     summaryAt: NaN,
   };
+}
+
+/** Waits until frame i is due; records and returns when the producer had it. */
+export async function frameReady(run: ClipRun, i: number, realtime: boolean): Promise<number> {
+  if (realtime) {
+    const wait = run.due[i]! - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  run.readyAt[i] = realtime ? Math.max(run.due[i]!, performance.now()) : run.due[i]!;
+  return run.readyAt[i]!;
+}
+
+/** Streams the clip: a JSON clip header, one binary event per frame, then the end. */
+export async function streamClip(clip: DecodedClip, opts: StreamClipOptions): Promise<ClipRun> {
+  const realtime = opts.realtime ?? true;
+  const run = newClipRun(clip, realtime);
+  const n = run.frames;
   const ws = await connect(opts.url, opts.headers ?? {}, opts.retryForMs ?? 10_000);
   const done = new Promise<void>((resolve, reject) => {
     let failure: Error | undefined;
@@ -103,8 +122,7 @@ export async function streamClip(clip: DecodedClip, opts: StreamClipOptions): Pr
   });
   ws.send(JSON.stringify({ data: { clip: clip.name, fps: clip.fps, width: clip.width, height: clip.height, format: clip.format, frames: n } }));
   for (let i = 0; i < n && ws.readyState === WebSocket.OPEN; i++) {
-    const wait = run.due[i]! - performance.now();
-    if (wait > 1) await sleep(wait);
+    await frameReady(run, i, realtime);
     while (ws.bufferedAmount > kMaxBuffered && ws.readyState === WebSocket.OPEN) await sleep(1);
     ws.send(clip.frames[i]!, { binary: true });
     run.sentAt[i] = performance.now();
