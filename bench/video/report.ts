@@ -54,7 +54,7 @@ const kColors: Record<string, string> = { streamfn: "#1f77b4", "faas-per-event":
 export function svgChart(results: ApproachResult[], info: RunInfo): string {
   const W = 860;
   const left = 190;
-  const right = 30;
+  const right = 80;
   const rowH = 34;
   const panelH = results.length * rowH;
   const top1 = 56;
