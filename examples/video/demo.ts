@@ -1,5 +1,6 @@
 // `npm run demo:video [-- options]`: streams a video clip frame by frame to the video-analyzer
 // stream function and prints what it detects while the clip plays, then the clip's summary.
+import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { ClipSummary, FrameEvent, FrameFormat, FrameResult } from "./lib/analysis.js";
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
   if (format !== "jpeg" && format !== "gray") throw new Error(`--format must be jpeg or gray, got ${values.format}\n${usage}`);
 
   console.log(values.file ? `decoding ${values.file} with ffmpeg…` : "rendering the demo clip with ffmpeg's test sources (cached after the first run)…");
-  const clip = values.file ? await decodeClip(values.file, format) : await generatedClip(kDemoClip, format, kCacheDir);
+  const clip = values.file ? await decodeClip(values.file, format, basename(values.file)) : await generatedClip(kDemoClip, format, kCacheDir);
   if (clip.frames.length === 0) throw new Error("ffmpeg produced no frames");
   const avgKb = clip.frames.reduce((a, f) => a + f.byteLength, 0) / clip.frames.length / 1024;
   console.log(`${clip.name}: ${clip.frames.length} frames, ${clip.width}×${clip.height} ${format}, ${clip.fps} fps, ${avgKb.toFixed(1)} KiB a frame`);
@@ -135,7 +136,8 @@ async function main(): Promise<void> {
     base = server.url;
     console.log(`streamfn serving examples/video/functions on ${base} (ready in ${(performance.now() - t0).toFixed(0)} ms)`);
   }
-  const url = `${base.replace(/^http/, "ws").replace(/\/$/, "")}/v1/functions/video-analyzer/streams/${encodeURIComponent(clip.name)}-${Date.now()}`;
+  const streamId = `${clip.name.replace(/[^A-Za-z0-9._:~-]+/g, "-").slice(0, 100)}-${Date.now()}`;
+  const url = `${base.replace(/^http/, "ws").replace(/\/$/, "")}/v1/functions/video-analyzer/streams/${streamId}`;
   console.log(`streaming ${values.fast ? "as fast as possible" : `at ${clip.fps} fps`} to ${url}\n`);
   const progress = new Progress(clip);
   try {
