@@ -107,7 +107,7 @@ export async function writeReport(results: Results, path: string, write: boolean
 function render(r: Results): string {
   const c = r.config;
   const out: string[] = [];
-  out.push("## Latest run", "");
+  out.push("### Latest run", "");
   out.push(`Command: \`${c.command}\` (${r.date.slice(0, 16).replace("T", " ")} UTC)  `);
   out.push(`Machine: ${r.machine}  `);
   out.push(
@@ -118,7 +118,7 @@ function render(r: Results): string {
 
   const targets = targetRows(r);
   if (targets.length > 0) {
-    out.push("### Against the targets", "", "| target | goal | reached | |", "|---|---|---|---|");
+    out.push("#### Against the targets", "", "| target | goal | reached | |", "|---|---|---|---|");
     for (const t of targets) out.push(`| ${t[0]} | ${t[1]} | ${t[2]} | ${t[3] ? "met" : "**missed**"} |`);
     out.push("");
   }
@@ -126,7 +126,7 @@ function render(r: Results): string {
   const flows = Object.entries(r.flows);
   if (flows.length > 0) {
     out.push(
-      "### Event flows",
+      "#### Event flows",
       "",
       "| scenario | streams × events (in flight each) | events/s | µs/event: wall − floor = overhead | latency p50 / p99 µs | overhead p50 / p99 µs | server CPU µs/event (main thread) | server CPU s per 100k events | server wake-ups per event | client CPU µs/event | server RSS MiB |",
       "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -141,7 +141,7 @@ function render(r: Results): string {
     out.push("");
     if (c.reference) {
       out.push(
-        "### Against an inline ws server (same run, same handler run on the server's one thread)",
+        "#### Against an inline ws server (same run, same handler run on the server's one thread)",
         "",
         "| scenario | events/s: streamfn / inline | overhead µs/event: streamfn / inline | latency p50 µs: streamfn / inline | server CPU µs/event: streamfn / inline | CPU ratio |",
         "|---|---|---|---|---|---|",
@@ -158,7 +158,7 @@ function render(r: Results): string {
 
   const starts = Object.entries(r.starts);
   if (starts.length > 0) {
-    out.push("### Stream starts", "", "| start | streams per run | first event → output p50 / p99 ms | connect → first output p50 / p99 ms |", "|---|---|---|---|");
+    out.push("#### Stream starts", "", "| start | streams per run | first event → output p50 / p99 ms | connect → first output p50 / p99 ms |", "|---|---|---|---|");
     for (const [name, s] of starts) {
       out.push(
         `| ${name} | ${name === "cold" ? c.coldStarts : c.warmStarts} | ${fmt(s.firstP50Us / 1000, 2)} / ${fmt(s.firstP99Us / 1000, 2)} | ` +
@@ -171,7 +171,7 @@ function render(r: Results): string {
   if (r.idle) {
     const i = r.idle;
     out.push(
-      "### Idle streams and scale to zero (one pass)",
+      "#### Idle streams and scale to zero (one pass)",
       "",
       "| streams open at once | time to open them | server RSS: before → all open | instances | CPU while they sit idle | last stream ended → zero instances | instances, then | server CPU, then | server RSS, then (peak) |",
       "|---|---|---|---|---|---|---|---|---|",
