@@ -31,7 +31,7 @@ const kUsage = `usage: npm run bench -- [options]
   --latency-events N    events of the single-stream latency scenario (default 2000)
   --starts N            warm starts measured per run (default 200; cold starts: N/10)
   --idle-streams N      concurrently open idle streams (default 10000)
-  --concurrency N       stream slots per instance of the flow scenarios' function (default: its own, 16)
+  --concurrency N       stream slots per instance of the flow scenarios' function (default: the function's own, 64)
   --no-reference        skip the inline ws reference server (run by default after each flow)
   --profile             run the server under --cpu-prof and print its hottest functions
   --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)`;

@@ -9,7 +9,7 @@ export const kDefaultOptions: Readonly<ResolvedOptions> = Object.freeze({
   epilogueMs: 5_000,
   stallTimeoutMs: 30_000,
   inboxLimit: 256,
-  concurrency: 16,
+  concurrency: 64,
   minInstances: 0,
   maxInstances: 4,
   maxQueuedStreams: 1_000,

@@ -25,7 +25,7 @@ export interface StreamFunctionOptions {
   stallTimeoutMs?: number;
   /** Events buffered per stream before the producer is slowed (WebSocket) or refused (429). Default 256. */
   inboxLimit?: number;
-  /** Stream slots per instance. Default 16. */
+  /** Stream slots per instance. Default 64: few instances mean few thread wake-ups; CPU-bound functions still spread (see pool placement). */
   concurrency?: number;
   /** Instances kept warm even with no streams. Default 0: scale to zero. */
   minInstances?: number;
