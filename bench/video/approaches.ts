@@ -1,4 +1,5 @@
 // The four ways of running the same per-frame code over the same clips.
+import type { ServerStatus } from "../../src/server/status.js";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
 import type { ClipSummary, FrameResult } from "../../examples/video/lib/analysis.js";
@@ -105,12 +106,12 @@ export class StreamfnApproach implements Approach {
 
   async #status(): Promise<{ coldStarts: number }> {
     const res = await fetch(`${this.#url}/v1/status`);
-    const body = (await res.json()) as { functions: { versions: { coldStarts: number; instanceList: { id: string | number; coldStartMs: number | null }[] }[] }[] };
+    const body = (await res.json()) as ServerStatus;
     let coldStarts = 0;
     for (const fn of body.functions) {
       for (const v of fn.versions) {
         coldStarts += v.coldStarts;
-        for (const i of v.instanceList) if (i.coldStartMs !== null) this.#seen.set(String(i.id), i.coldStartMs);
+        for (const i of v.instances) if (i.coldStartMs !== null) this.#seen.set(String(i.id), i.coldStartMs);
       }
     }
     return { coldStarts };
