@@ -171,6 +171,36 @@ describe("contract: bounded inboxes and backpressure", () => {
     }
   });
 
+  it("a consumer slow to read the final outputs does not fail the handler's epilogue", async () => {
+    const t2 = await startTestServer({
+      "tail.ts": fnSource(`{
+        epilogueMs: 300,
+        async *handler(events) {
+          let n = 0;
+          for await (const _ of events) n++;
+          // Everything comes after the end: the epilogue is all output.
+          for (let i = 0; i < 300; i++) yield { i, n, pad: "z".repeat(100000) };
+        },
+      }`),
+    });
+    try {
+      const id = "slow-tail";
+      const c = await StreamClient.connect(`${t2.wsUrl}/v1/functions/tail/streams/${id}`);
+      c.ws.pause();
+      c.event(1);
+      c.end();
+      await eventually(() => (t2.server.router.get("tail", id)?.heldAcks ?? 0) > 0, 15_000, "outputs to back up");
+      await new Promise((r) => setTimeout(r, 900)); // three epilogues long
+      assert.equal(t2.server.router.get("tail", id)?.state, "running", JSON.stringify(t2.server.router.ended("tail", id)));
+      c.ws.resume();
+      const end = await c.waitEnd(20_000);
+      assert.equal(end.status, "completed", JSON.stringify(end));
+      assert.equal(c.outputs().length, 300);
+    } finally {
+      await t2.close();
+    }
+  });
+
   it("the stream's inbox drains back to empty once the handler catches up", async () => {
     const id = "bp-drain";
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/slow/streams/${id}`);

@@ -117,6 +117,17 @@ describe("GET /metrics", () => {
     assert.equal(m.value("streamfn_streams_failed_total", { function: "echo", code: "HANDLER_ERROR" }), undefined);
   });
 
+  it("counts streams refused at open by code, but not names of functions that do not exist", async () => {
+    const holder = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/taken`);
+    await assert.rejects(StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/taken`), /409/);
+    await assert.rejects(StreamClient.connect(`${t.wsUrl}/v1/functions/no-such-fn/streams`), /404/);
+    const m = await scrape(t.url);
+    assert.equal(m.value("streamfn_streams_refused_total", { function: "echo", code: "STREAM_BUSY" }), 1);
+    assert.equal(m.value("streamfn_streams_refused_total", { function: "no-such-fn", code: "FUNCTION_NOT_FOUND" }), undefined);
+    holder.end();
+    await holder.waitEnd();
+  });
+
   it("reads live, queued, instance and slot gauges, and live streams' events, at scrape time", async () => {
     const fn = { function: "hold" };
     const a = await StreamClient.connect(`${t.wsUrl}/v1/functions/hold/streams/a`);

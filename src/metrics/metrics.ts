@@ -35,6 +35,8 @@ class FunctionCounters {
   coldStarts = 0;
   /** `status reason` → streams. */
   readonly closed = new Map<string, number>();
+  /** error code → streams refused at open (capacity, busy or ended id, shutting down). */
+  readonly refused = new Map<string, number>();
   /** error code → failed streams. */
   readonly failed = new Map<string, number>();
   /** exit code → instances that went away on their own (crash, out of memory, unresponsive). */
@@ -71,7 +73,7 @@ export class StreamfnMetrics {
   #snapshot: Map<string, FunctionSnapshot> | undefined;
 
   /** Calls the router makes; hand them to the Router (composed with any other observer). */
-  readonly routerObserver: Required<Pick<RouterObserver, "streamOpened" | "streamBound" | "streamClosed" | "outputOut">>;
+  readonly routerObserver: Required<Pick<RouterObserver, "streamOpened" | "streamBound" | "streamClosed" | "outputOut" | "openRefused">>;
   /** Calls the pools make; hand them to the Registry. */
   readonly poolObserver: Required<PoolObserver>;
 
@@ -90,6 +92,12 @@ export class StreamfnMetrics {
       streamClosed: (stream, record) => this.#closed(stream, record),
       outputOut: (stream, latencyMs) => {
         if (latencyMs !== undefined) this.#of(stream.functionName).latency.observe(latencyMs);
+      },
+      openRefused: (functionName, code) => {
+        // Unknown names are not counted: any client could otherwise mint label values at will.
+        if (code === "FUNCTION_NOT_FOUND" || code === "INVALID_STREAM_ID") return;
+        const c = this.#of(functionName);
+        c.refused.set(code, (c.refused.get(code) ?? 0) + 1);
       },
     };
     this.poolObserver = {
@@ -288,6 +296,9 @@ export class StreamfnMetrics {
         },
       });
     };
+    labelled("streamfn_streams_refused_total", "Streams refused when opening, by error code (CAPACITY_EXCEEDED, STREAM_BUSY, STREAM_ENDED, SHUTTING_DOWN…).", ["code"], (c) =>
+      [...c.refused].map(([code, n]) => [{ code }, n]),
+    );
     labelled("streamfn_streams_started_total", "Streams that got a slot: start=warm (an instance was ready) or cold (waited for a new one).", ["start"], (c) => [
       [{ start: "warm" }, c.startedWarm],
       [{ start: "cold" }, c.startedCold],

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { StreamfnError } from "../api/errors.js";
-import type { ErrorRecord } from "../api/errors.js";
+import type { ErrorCode, ErrorRecord } from "../api/errors.js";
 import type { EndReason } from "../api/types.js";
 import type { EventOp, Instance, SlotTenant } from "../instances/instance.js";
 import type { FunctionPool } from "../instances/pool.js";
@@ -22,6 +22,8 @@ export interface RouterObserver {
   eventsIn?(stream: Stream, count: number): void;
   /** `latencyMs`: from the arrival of the event the handler held to this output leaving the router. */
   outputOut?(stream: Stream, latencyMs: number | undefined): void;
+  /** A stream could not open: unknown function, busy or ended id, no capacity… */
+  openRefused?(functionName: string, code: ErrorCode): void;
 }
 
 export interface RouterOptions {
@@ -101,6 +103,15 @@ export class Router {
    * `streamId` the platform names it. The stream takes a slot now, or waits for one.
    */
   open(functionName: string, streamId: string | undefined, sink?: OutputSink): Stream {
+    try {
+      return this.#open(functionName, streamId, sink);
+    } catch (err) {
+      if (err instanceof StreamfnError) this.#observer.openRefused?.(functionName, err.code);
+      throw err;
+    }
+  }
+
+  #open(functionName: string, streamId: string | undefined, sink?: OutputSink): Stream {
     if (this.#closing) throw new StreamfnError("SHUTTING_DOWN", "the server is shutting down");
     const pool = this.#catalog.current(functionName);
     if (!pool) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
@@ -485,6 +496,10 @@ export class Router {
     stream.epilogueTimer = setTimeout(() => {
       stream.epilogueTimer = undefined;
       if (stream.state !== "running") return;
+      // As with the stall watchdog: a handler held back by a slow reader of its final outputs
+      // is waiting on the consumer, not overrunning. (A consumer that vanished is cut off by
+      // the connection's keep-alive, which releases the hold.)
+      if (stream.heldAcks > 0) stream.epilogueSince = performance.now();
       if (this.#handlerTime(stream, stream.epilogueSince!) >= stream.options.epilogueMs - 1) {
         this.fail(stream, {
           code: "EPILOGUE_TIMEOUT",
