@@ -108,8 +108,8 @@ export class Gateway {
     throw new StreamfnError("UNAUTHORIZED", "missing or wrong token: send Authorization: Bearer <token>");
   }
 
-  close(): Promise<void> {
-    this.websocket.close();
+  async close(): Promise<void> {
+    await this.websocket.close();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

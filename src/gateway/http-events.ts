@@ -58,6 +58,23 @@ export async function postEvents(
 
   const batch = await readBatch(req, res, type, options, functionName);
 
+  if (!router.get(functionName, streamId)) {
+    const ended = router.ended(functionName, streamId);
+    // A retry of a batch taken before the stream ended (its response was lost): every event
+    // carries a seq the stream already took, so it is acknowledged again, as while it lived.
+    if (ended && batch.events.length > 0 && batch.events.every((e) => e.seq !== undefined && e.seq <= (ended.lastSeq ?? 0))) {
+      const body: Record<string, unknown> = { accepted: 0, duplicates: batch.events.length, lastSeq: ended.lastSeq ?? 0 };
+      if (batch.end) body.ended = true;
+      sendJson(res, 202, body);
+      return;
+    }
+    if (ended && batch.events.length === 0 && batch.end) {
+      sendJson(res, 202, { accepted: 0, duplicates: 0, lastSeq: ended.lastSeq ?? 0, ended: true });
+      return;
+    }
+    // Ending a stream that never started opens nothing: the same answer as POST …/end.
+    if (!ended && batch.events.length === 0 && batch.end) throw notFound(catalog, functionName, streamId);
+  }
   const stream = router.openOrGet(functionName, streamId);
   let fresh = 0;
   let last = stream.lastSeq;

@@ -19,6 +19,30 @@ class SseSink extends ResponseSink {
   readonly after: number;
   #heartbeat: NodeJS.Timeout | undefined;
 
+  /** Longest this subscriber may hold the stream's handler back by not reading; set once it follows a stream. */
+  maxHoldMs = 30_000;
+  #holdTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A subscriber is not the stream's owner: one that stops reading holds the handler (that is
+   * backpressure) but only for `maxHoldMs`; then it is cut off, freeing the stream, and may
+   * come back with Last-Event-ID. Otherwise any reader could pin any stream and its slot.
+   */
+  override backedUp(): boolean {
+    const held = super.backedUp();
+    if (held && !this.#holdTimer) {
+      this.#holdTimer = setTimeout(() => {
+        this.#holdTimer = undefined;
+        if (super.backedUp()) this.res.destroy();
+      }, this.maxHoldMs);
+      this.#holdTimer.unref();
+    } else if (!held && this.#holdTimer) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = undefined;
+    }
+    return held;
+  }
+
   constructor(res: ServerResponse, after: number) {
     super(res);
     this.after = after;
@@ -52,6 +76,8 @@ class SseSink extends ResponseSink {
   stopHeartbeat(): void {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
   }
 }
 
@@ -122,6 +148,7 @@ export function serveOutputs(
   else replayEnded(ended!);
 
   function follow(s: Stream): void {
+    sink.maxHoldMs = s.options.stallTimeoutMs;
     // Runs in one turn: no output can slip between the replay and the live sink.
     announceGap(s.retained, s.outputs);
     sink.replay(s.retained);

@@ -83,9 +83,19 @@ export class WebSocketGateway {
     });
   }
 
-  close(): void {
+  /**
+   * Closes every connection: normally (1001) so the records already written, the end record
+   * among them, still reach the peer; whatever has not closed within `graceMs` is cut off.
+   */
+  async close(graceMs = 1_000): Promise<void> {
     clearInterval(this.#heartbeat);
-    for (const ws of this.#wss.clients) ws.terminate();
+    const open = [...this.#wss.clients];
+    for (const ws of open) ws.close(1001, "server shutting down");
+    const deadline = Date.now() + graceMs;
+    while (open.some((ws) => ws.readyState !== ws.CLOSED) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const ws of open) ws.terminate();
     this.#wss.close();
   }
 
@@ -133,6 +143,11 @@ export class WebSocketGateway {
         else router.push(stream, env.data, env.seq, false, data.byteLength, text);
       } catch (err) {
         sink.error(toRecord(err), seqHint(data, isBinary));
+        // Error records are the one thing a producer can make the server write without the
+        // handler's say: one that floods bad messages and reads none of the answers is cut off
+        // rather than let the socket's unsent buffer grow.
+        // (terminate, not close: a peer that reads nothing would not answer a close handshake either.)
+        if (sink.backedUp()) ws.terminate();
       }
     };
 

@@ -7,6 +7,8 @@ export interface EndedStream extends Omit<EndRecord, "type"> {
   /** The version the stream ran on. */
   version?: string;
   duplicates?: number;
+  /** The last seq taken: a retry at or below it is acknowledged after the end too. */
+  lastSeq?: number;
   /**
    * The stream's last outputs, so a subscriber can still replay them after the end. Emptied
    * (and `outputsDropped` set) when the global bound on kept outputs needs the room.

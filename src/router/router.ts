@@ -423,6 +423,7 @@ export class Router {
         openedAt: stream.openedAt,
         version: stream.version,
         duplicates: stream.duplicates,
+        lastSeq: stream.lastSeq,
         retained: stream.retained,
       });
     }
