@@ -313,11 +313,13 @@ export class Router {
     if (this.#closing || stream.state !== "waiting" || !stream.request) return false;
     const pool = this.#catalog.current(stream.functionName);
     if (!pool || pool === stream.pool || pool.draining) return false;
+    const old = stream.pool;
     stream.pool = pool;
     try {
       pool.acquire(stream.request);
       return true;
     } catch {
+      stream.pool = old; // refused there too: it fails as a stream of the version it waited for
       return false;
     }
   }
@@ -392,6 +394,16 @@ export class Router {
   }
 
   #releaseHeldAcks(stream: Stream): void {
+    if (stream.heldAcks === 0) return;
+    // With several sinks, one draining is not enough: wait for every one still backed up.
+    if (stream.state !== "done") {
+      for (const sink of stream.sinks) {
+        if (sink.backedUp?.()) {
+          sink.onceWritable?.(() => this.#releaseHeldAcks(stream));
+          return;
+        }
+      }
+    }
     const held = stream.heldAcks;
     stream.heldAcks = 0;
     // The stall clock starts again from the moment the handler may go on.
