@@ -132,20 +132,18 @@ export async function postEvents(
 
 /** `POST …/streams/:streamId/end`: no more events. Idempotent: answers with the stream's status. */
 export function postEnd(router: Router, catalog: FunctionCatalog, res: ServerResponse, route: StreamRoute): void {
-  const { functionName } = route;
-  const streamId = route.streamId!;
-  const stream = router.get(functionName, streamId);
-  if (stream) {
-    router.endInput(stream, "end");
-    sendJson(res, 202, liveStreamStatus(stream));
-    return;
-  }
-  const ended = router.ended(functionName, streamId);
-  if (ended) {
-    sendJson(res, 202, endedStreamStatus(functionName, streamId, ended));
-    return;
-  }
-  throw notFound(catalog, functionName, streamId);
+  const stream = router.get(route.functionName, route.streamId!);
+  if (stream) router.endInput(stream, "end");
+  sendJson(res, 202, streamStatus(router, catalog, route.functionName, route.streamId!));
+}
+
+/** A live or recently ended stream's status document; 404 for one the server does not know. */
+export function streamStatus(router: Router, catalog: FunctionCatalog, fn: string, streamId: string): Record<string, unknown> {
+  const stream = router.get(fn, streamId);
+  if (stream) return liveStreamStatus(stream);
+  const ended = router.ended(fn, streamId);
+  if (ended) return endedStreamStatus(fn, streamId, ended);
+  throw notFound(catalog, fn, streamId);
 }
 
 export function notFound(catalog: FunctionCatalog, functionName: string, streamId: string): StreamfnError {

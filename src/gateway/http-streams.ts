@@ -2,12 +2,11 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { FunctionCatalog, Router } from "../router/router.js";
 import type { StreamHttpHandler } from "./gateway.js";
-import { notFound, postEnd, postEvents } from "./http-events.js";
+import { postEnd, postEvents, streamStatus } from "./http-events.js";
 import { mediaType, sendJson } from "./http-util.js";
 import { serveNdjsonStream } from "./ndjson-stream.js";
 import type { StreamRoute } from "./routes.js";
 import { serveOutputs } from "./sse.js";
-import { endedStreamStatus, liveStreamStatus } from "./stream-status.js";
 
 /** Media types taken as an NDJSON body of a whole stream. No content-type at all is taken as NDJSON too. */
 const kNdjsonTypes = ["application/x-ndjson", "application/jsonl", "application/ndjson", ""];
@@ -43,7 +42,7 @@ export function createHttpStreams(router: Router, catalog: FunctionCatalog): Str
           return;
         }
         if (method === "GET" && route.streamId !== undefined) {
-          sendStatus(router, catalog, res, route.functionName, route.streamId);
+          sendJson(res, 200, streamStatus(router, catalog, route.functionName, route.streamId));
           return;
         }
         throw notAllowed(
@@ -73,20 +72,6 @@ export function createHttpStreams(router: Router, catalog: FunctionCatalog): Str
         );
     }
   };
-}
-
-function sendStatus(router: Router, catalog: FunctionCatalog, res: ServerResponse, fn: string, streamId: string): void {
-  const stream = router.get(fn, streamId);
-  if (stream) {
-    sendJson(res, 200, liveStreamStatus(stream));
-    return;
-  }
-  const ended = router.ended(fn, streamId);
-  if (ended) {
-    sendJson(res, 200, endedStreamStatus(fn, streamId, ended));
-    return;
-  }
-  throw notFound(catalog, fn, streamId);
 }
 
 function notAllowed(res: ServerResponse, allow: string, method: string, hint: string): StreamfnError {
