@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import type { StreamFunctionOptions } from "../api/types.js";
+import { serveDashboard } from "../dashboard/dashboard.js";
 import { Gateway, sendJson } from "../gateway/gateway.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
 import type { FunctionPool, PoolObserver } from "../instances/pool.js";
@@ -79,6 +80,7 @@ export class StreamfnServer {
     });
     this.gateway = new Gateway(this.router, { token: options.token, pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(this.router, this.registry));
+    this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
     this.gateway.route("GET", "/metrics", async (_req, res) => {
