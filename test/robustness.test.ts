@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { connect } from "node:net";
 import { describe, it } from "node:test";
-import { call, postEvents } from "./helpers/http-client.js";
+import { SseClient, call, postEvents } from "./helpers/http-client.js";
 import { eventually, startTestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
@@ -34,6 +34,24 @@ describe("robustness against misbehaving clients and shutdown", () => {
       assert.equal(stream.sinks.size, 0);
       sock.destroy();
     } finally {
+      await t.close();
+    }
+  });
+
+  it("bounds the output subscribers of one stream", async () => {
+    const t = await startTestServer({ "echo.ts": echo });
+    const subs: SseClient[] = [];
+    try {
+      await postEvents(t.url, "echo", "popular", [{ data: 0, seq: 1 }]);
+      for (let i = 0; i < 64; i++) subs.push(new SseClient(`${t.url}/v1/functions/echo/streams/popular/outputs`));
+      await Promise.all(subs.map((s) => s.waitResponse()));
+      await eventually(() => t.server.router.get("echo", "popular")!.sinks.size === 64, 5_000, "64 subscribers");
+      const refused = await call(`${t.url}/v1/functions/echo/streams/popular/outputs`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error!.code, "CAPACITY_EXCEEDED");
+      assert.ok(refused.headers.get("retry-after"));
+    } finally {
+      for (const s of subs) s.close();
       await t.close();
     }
   });

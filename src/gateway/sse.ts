@@ -8,6 +8,17 @@ import { errorRecord, outputRecord } from "./records.js";
 import { ResponseSink } from "./response-sink.js";
 import type { StreamRoute } from "./routes.js";
 
+/** Every output is written to every sink: the fan-out per stream is bounded like any queue. */
+const kMaxSinksPerStream = 64;
+
+function tooManySubscribers(functionName: string, streamId: string): StreamfnError {
+  return new StreamfnError(
+    "CAPACITY_EXCEEDED",
+    `stream "${streamId}" of ${functionName} already has ${kMaxSinksPerStream} output subscribers`,
+    { retryAfterMs: 1000 },
+  );
+}
+
 /** How long a subscriber waits for a stream that has not opened yet. */
 const kOpenWaitMs = 60_000;
 /** A comment line this often keeps idle subscriptions open through proxies. */
@@ -102,6 +113,7 @@ export function serveOutputs(
   const stream = router.get(functionName, streamId);
   const ended = stream ? undefined : router.ended(functionName, streamId);
   if (!stream && !ended && !catalog.current(functionName)) throw notFound(catalog, functionName, streamId);
+  if (stream && stream.sinks.size >= kMaxSinksPerStream) throw tooManySubscribers(functionName, streamId);
 
   let cancelWait: (() => void) | undefined;
   if (!stream && !ended) {
@@ -148,6 +160,11 @@ export function serveOutputs(
   else replayEnded(ended!);
 
   function follow(s: Stream): void {
+    if (s.sinks.size >= kMaxSinksPerStream) {
+      sink.stopHeartbeat();
+      sink.finish(`event: error\ndata: ${errorRecord(tooManySubscribers(functionName, streamId).toRecord())}\n\n`);
+      return;
+    }
     sink.maxHoldMs = s.options.stallTimeoutMs;
     // Runs in one turn: no output can slip between the replay and the live sink.
     announceGap(s.retained, s.outputs);
