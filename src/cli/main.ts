@@ -20,7 +20,8 @@ program
   .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
   .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
   .option("--no-watch", "do not redeploy functions when their files change, appear or go")
-  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[]; watch: boolean }) => {
+  .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", parseCount, 1)
+  .action(async (dir: string, opts: { port?: number; host?: string; token?: string; config?: string; set: string[]; watch: boolean; spareThreads: number }) => {
     const cfg = opts.config ? readConfigFile(opts.config) : {};
     const defaults: Record<string, unknown> = { ...cfg.defaults };
     const overrides: Record<string, Record<string, unknown>> = {};
@@ -35,6 +36,7 @@ program
       defaults: defaults as StreamFunctionOptions,
       overrides: overrides as Record<string, StreamFunctionOptions>,
       watch: opts.watch,
+      spareThreads: opts.spareThreads,
     });
     const names = server.registry.functions().filter((f) => f.current).map((f) => f.name);
     const first = names.includes("echo") ? "echo" : (names[0] ?? "<function>");
@@ -75,6 +77,11 @@ function selfCommand(): string {
   const bin = fileURLToPath(new URL("../../../bin/streamfn.js", import.meta.url));
   const rel = relative(process.cwd(), bin);
   return rel.startsWith("..") || isAbsolute(rel) ? "npx streamfn" : `node ${rel}`;
+}
+
+function parseCount(value: string): number {
+  if (!/^\d{1,3}$/.test(value)) throw new StreamfnError("INVALID_OPTIONS", `--spare-threads takes a count 0-999, got "${value}"`);
+  return Number(value);
 }
 
 function collect(value: string, previous: string[]): string[] {

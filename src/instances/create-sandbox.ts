@@ -4,5 +4,5 @@ import type { Sandbox, SandboxSpec } from "./sandbox.js";
 import { ThreadSandbox } from "./thread-sandbox.js";
 
 export function createSandbox(kind: SandboxKind, spec: SandboxSpec): Sandbox {
-  return kind === "process" ? new ProcessSandbox(spec) : new ThreadSandbox(spec);
+  return kind === "process" ? new ProcessSandbox(spec) : new ThreadSandbox(spec, spec.spares?.take(spec.memoryMb));
 }

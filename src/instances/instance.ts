@@ -5,6 +5,7 @@ import { kOutputWindow } from "../runtime/protocol.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 import type { Sandbox, SandboxExit } from "./sandbox.js";
 import { createSandbox } from "./create-sandbox.js";
+import type { SpareThreads } from "./spare-threads.js";
 
 export type EventOp = Extract<ToSandbox, { k: "ev" }>;
 
@@ -68,7 +69,7 @@ export class Instance {
   #pingOutstandingSince = 0;
 
   constructor(
-    spec: { bundlePath: string; functionName: string; options: ResolvedOptions },
+    spec: { bundlePath: string; functionName: string; options: ResolvedOptions; spares?: SpareThreads | undefined },
     events: InstanceEvents,
   ) {
     this.concurrency = spec.options.concurrency;
@@ -78,6 +79,7 @@ export class Instance {
       bundlePath: spec.bundlePath,
       functionName: spec.functionName,
       memoryMb: spec.options.memoryMb,
+      spares: spec.spares,
     });
     this.#sandbox.onBatch = (batch) => this.#onBatch(batch);
     this.#sandbox.onExit = (exit) => this.#die(this.state === "starting" ? { ...exit, code: "FUNCTION_LOAD_FAILED" } : exit);

@@ -3,6 +3,7 @@ import type { ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
 import { Instance } from "./instance.js";
 import type { SlotTenant } from "./instance.js";
 import type { SandboxExit } from "./sandbox.js";
+import type { SpareThreads } from "./spare-threads.js";
 
 /** Event-loop utilization above which an instance takes no new streams while another can start. */
 const kBusyUtilization = 0.9;
@@ -63,6 +64,7 @@ export class FunctionPool {
     readonly bundlePath: string,
     readonly options: ResolvedOptions,
     readonly observer: PoolObserver = {},
+    readonly spares?: SpareThreads,
   ) {}
 
   get draining(): boolean {
@@ -168,7 +170,7 @@ export class FunctionPool {
 
   #start(): Instance {
     const instance = new Instance(
-      { bundlePath: this.bundlePath, functionName: this.functionName, options: this.options },
+      { bundlePath: this.bundlePath, functionName: this.functionName, options: this.options, spares: this.spares },
       {
         ready: (i, _options: StreamFunctionOptions) => {
           this.coldStarts++;

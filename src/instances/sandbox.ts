@@ -1,5 +1,6 @@
 import type { EventLoopUtilization } from "node:perf_hooks";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
+import type { SpareThreads } from "./spare-threads.js";
 
 /** Why a sandbox went away without being asked to. */
 export interface SandboxExit {
@@ -27,4 +28,6 @@ export interface SandboxSpec {
   bundlePath: string;
   functionName: string;
   memoryMb: number;
+  /** Booted threads to take from, when a thread sandbox starts. */
+  spares?: SpareThreads;
 }

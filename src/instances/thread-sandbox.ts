@@ -1,10 +1,8 @@
 import type { EventLoopUtilization } from "node:perf_hooks";
-import { Worker } from "node:worker_threads";
-import { fileURLToPath } from "node:url";
+import type { Worker } from "node:worker_threads";
 import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
 import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
-
-const kWorkerEntry = fileURLToPath(new URL("../runtime/worker-main.js", import.meta.url));
+import { spawnThread } from "./spawn-thread.js";
 
 /** A function instance on a worker thread, with its own V8 heap limit. */
 export class ThreadSandbox implements Sandbox {
@@ -13,20 +11,28 @@ export class ThreadSandbox implements Sandbox {
   readonly #worker: Worker;
   #terminating: Promise<void> | undefined;
   #exited = false;
+  /** Batches for a spare thread, held until it has loaded the function (see connectSandboxPort). */
+  #held: [ToSandbox[], ArrayBuffer[]][] | undefined;
 
-  constructor(spec: SandboxSpec) {
+  /** `spare`: an already booted thread (SpareThreads) to load the function into, instead of a new one. */
+  constructor(spec: SandboxSpec, spare?: Worker) {
     const init: SandboxInit = { bundlePath: spec.bundlePath, functionName: spec.functionName };
-    this.#worker = new Worker(kWorkerEntry, {
-      workerData: init,
-      resourceLimits: {
-        maxOldGenerationSizeMb: spec.memoryMb,
-        maxYoungGenerationSizeMb: Math.max(4, Math.min(32, Math.floor(spec.memoryMb / 8))),
-      },
-      // The function's stdout/stderr go straight to ours.
-      stdout: false,
-      stderr: false,
+    if (spare) {
+      this.#worker = spare;
+      this.#held = [];
+      spare.postMessage(init);
+    } else {
+      this.#worker = spawnThread(init, spec.memoryMb);
+    }
+    this.#worker.on("message", (batch: FromSandbox[]) => {
+      if (this.#held) {
+        // Its first message is `ready`: from here on it listens for batches.
+        const held = this.#held;
+        this.#held = undefined;
+        for (const [b, t] of held) this.#worker.postMessage(b, t);
+      }
+      this.onBatch(batch);
     });
-    this.#worker.on("message", (batch: FromSandbox[]) => this.onBatch(batch));
     let lastError: Error | undefined;
     this.#worker.on("error", (err: Error) => {
       lastError = err;
@@ -40,6 +46,10 @@ export class ThreadSandbox implements Sandbox {
 
   post(batch: ToSandbox[], transfer: ArrayBuffer[]): void {
     if (this.#exited) return;
+    if (this.#held) {
+      this.#held.push([batch, transfer]);
+      return;
+    }
     this.#worker.postMessage(batch, transfer);
   }
 

@@ -4,6 +4,7 @@ import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
 import type { StreamFunctionOptions } from "../api/types.js";
 import { FunctionPool } from "../instances/pool.js";
+import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
 import { bundleFunction } from "./bundler.js";
@@ -20,6 +21,8 @@ export interface RegistryOptions {
   /** Per function name, applied over the function's own options. */
   overrides?: Record<string, StreamFunctionOptions>;
   observer?: PoolObserver;
+  /** Booted threads that instances start on, to take the thread boot out of cold starts. */
+  spares?: SpareThreads;
 }
 
 export interface DeployedFunction {
@@ -215,7 +218,7 @@ export class Registry implements FunctionCatalog {
     const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
     const own = await probeFunction(bundle.path, name, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
-    const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer);
+    const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
     try {
       await pool.warm();
     } catch (err) {

@@ -10,12 +10,24 @@ export interface SandboxPort {
 
 export const kInitEnv = "STREAMFN_SANDBOX_INIT";
 
-/** A worker thread talks over its parent port; a child process over its IPC channel. */
-export function connectSandboxPort(): SandboxPort {
+/** What a spare thread is started with: no function yet; its init comes as the first message. */
+export interface SpareInit {
+  spare: true;
+}
+
+/**
+ * A worker thread talks over its parent port; a child process over its IPC channel. A spare
+ * thread, booted ahead of need, learns which function it runs from its first message.
+ */
+export async function connectSandboxPort(): Promise<SandboxPort> {
   if (parentPort) {
     const port = parentPort;
+    const data = workerData as SandboxInit | SpareInit;
+    // The router sends nothing else until this sandbox reports ready, so no message can slip
+    // past between this one-off listener and the batch listener attached after loading.
+    const init = "spare" in data ? await new Promise<SandboxInit>((resolve) => port.once("message", resolve)) : data;
     return {
-      init: workerData as SandboxInit,
+      init,
       postMessage: (batch) => port.postMessage(batch),
       onMessage: (handler) => port.on("message", handler),
     };

@@ -10,7 +10,7 @@ import type { ToSandbox } from "./protocol.js";
 import { connectSandboxPort } from "./sandbox-port.js";
 import { kOutputWindow } from "./protocol.js";
 
-const port = connectSandboxPort();
+const port = await connectSandboxPort();
 const init = port.init;
 
 interface Live {
