@@ -174,7 +174,7 @@ describe("contract: bounded inboxes and backpressure", () => {
   it("a consumer slow to read the final outputs does not fail the handler's epilogue", async () => {
     const t2 = await startTestServer({
       "tail.ts": fnSource(`{
-        epilogueMs: 300,
+        epilogueMs: 1000,
         async *handler(events) {
           let n = 0;
           for await (const _ of events) n++;
@@ -190,7 +190,7 @@ describe("contract: bounded inboxes and backpressure", () => {
       c.event(1);
       c.end();
       await eventually(() => (t2.server.router.get("tail", id)?.heldAcks ?? 0) > 0, 15_000, "outputs to back up");
-      await new Promise((r) => setTimeout(r, 900)); // three epilogues long
+      await new Promise((r) => setTimeout(r, 3000)); // three epilogues long
       assert.equal(t2.server.router.get("tail", id)?.state, "running", JSON.stringify(t2.server.router.ended("tail", id)));
       c.ws.resume();
       const end = await c.waitEnd(20_000);

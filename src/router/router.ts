@@ -390,7 +390,10 @@ export class Router {
       stream.instance?.ackOutput(stream.sid);
       return;
     }
-    if (stream.heldAcks++ === 0) backedUp.onceWritable?.(() => this.#releaseHeldAcks(stream));
+    if (stream.heldAcks++ === 0) {
+      stream.heldSince = performance.now();
+      backedUp.onceWritable?.(() => this.#releaseHeldAcks(stream));
+    }
   }
 
   #releaseHeldAcks(stream: Stream): void {
@@ -406,6 +409,11 @@ export class Router {
     }
     const held = stream.heldAcks;
     stream.heldAcks = 0;
+    // Time held back by a slow reader is not the handler's: the epilogue clock skips it.
+    if (stream.epilogueSince !== undefined) {
+      const now = performance.now();
+      stream.epilogueSince += now - Math.max(stream.heldSince, stream.epilogueSince);
+    }
     // The stall clock starts again from the moment the handler may go on.
     if (held > 0) stream.lastProgressAt = performance.now();
     for (let i = 0; i < held; i++) stream.instance?.ackOutput(stream.sid);

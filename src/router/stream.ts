@@ -54,6 +54,8 @@ export class Stream {
   outputs = 0;
   /** Outputs delivered to a backed-up sink and not yet credited back to the handler. */
   heldAcks = 0;
+  /** When the current hold began (performance.now()), while heldAcks > 0. */
+  heldSince = 0;
   readonly sinks = new Set<OutputSink>();
   producer: ProducerFlow | undefined;
   producerPaused = false;
