@@ -1,7 +1,8 @@
 import type { AddressInfo } from "node:net";
 import type { StreamFunctionOptions } from "../api/types.js";
 import { serveDashboard } from "../dashboard/dashboard.js";
-import { Gateway, sendJson } from "../gateway/gateway.js";
+import { Gateway } from "../gateway/gateway.js";
+import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
 import type { FunctionPool, PoolObserver } from "../instances/pool.js";
 import { StreamfnMetrics } from "../metrics/metrics.js";
