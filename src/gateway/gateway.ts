@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { timingSafeEqual } from "node:crypto";
 import { StreamfnError } from "../api/errors.js";
 import type { Router } from "../router/router.js";
-import { sendError, sendJson } from "./http-util.js";
+import { sendError } from "./http-util.js";
 import { parseStreamPath } from "./routes.js";
 import type { StreamRoute } from "./routes.js";
 import { WebSocketGateway, rejectUpgrade } from "./websocket.js";
