@@ -74,3 +74,9 @@ export function applySetting(
   validateOptions({ [key!]: value }, `--set ${setting}`);
   target[key!] = value;
 }
+
+/** A small count 0-999 for a flag such as --spare-threads. */
+export function parseCount(value: string, flag: string): number {
+  if (!/^\d{1,3}$/.test(value)) throw new StreamfnError("INVALID_OPTIONS", `${flag} takes a count 0-999, got "${value}"`);
+  return Number(value);
+}

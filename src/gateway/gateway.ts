@@ -9,8 +9,23 @@ import { parseStreamPath } from "./routes.js";
 import type { StreamRoute } from "./routes.js";
 import { WebSocketGateway, rejectUpgrade } from "./websocket.js";
 
-/** An HTTP handler for a path the gateway does not own (status, metrics, dashboard). */
-export type HttpHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
+/**
+ * An HTTP handler for a path the gateway does not own (status, metrics, dashboard, control).
+ * `params` holds the decoded `:name` segments of the route's pattern.
+ */
+export type HttpHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  params: Record<string, string>,
+) => void | Promise<void>;
+
+interface PatternRoute {
+  method: string;
+  /** Literal segments, or `:name` for a parameter. */
+  segments: string[];
+  handler: HttpHandler;
+}
 
 /** Handles stream requests made over plain HTTP (not WebSocket). */
 export type StreamHttpHandler = (
@@ -32,6 +47,7 @@ export class Gateway {
   readonly server: Server;
   readonly websocket: WebSocketGateway;
   readonly #routes = new Map<string, HttpHandler>();
+  readonly #patterns: PatternRoute[] = [];
   #streamHttp: StreamHttpHandler | undefined;
   readonly #token: Buffer | undefined;
 
@@ -44,9 +60,37 @@ export class Gateway {
     this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
   }
 
-  /** Registers `GET`/`POST`… `path` (exact match). */
+  /**
+   * Registers `GET`/`POST`… `path`: an exact path, or a pattern with `:name` segments
+   * (`/v1/functions/:fn`). Patterns are tried before the stream routes, so a control route
+   * such as `DELETE /v1/functions/:fn/streams/:id` takes precedence over the stream protocol's
+   * handling of that path; methods a pattern does not have fall through to it.
+   */
   route(method: string, path: string, handler: HttpHandler): void {
-    this.#routes.set(`${method} ${path}`, handler);
+    if (!path.includes("/:")) {
+      this.#routes.set(`${method} ${path}`, handler);
+      return;
+    }
+    this.#patterns.push({ method, segments: path.split("/"), handler });
+  }
+
+  #matchPattern(method: string, pathname: string): { handler: HttpHandler; params: Record<string, string> } | undefined {
+    if (this.#patterns.length === 0) return undefined;
+    const parts = pathname.split("/");
+    outer: for (const p of this.#patterns) {
+      if (p.method !== method || p.segments.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      for (let i = 0; i < parts.length; i++) {
+        const seg = p.segments[i]!;
+        const part = parts[i]!;
+        if (seg.startsWith(":")) {
+          if (part === "") continue outer;
+          params[seg.slice(1)] = safeDecode(part);
+        } else if (seg !== part) continue outer;
+      }
+      return { handler: p.handler, params };
+    }
+    return undefined;
   }
 
   /** Sets who answers plain-HTTP requests under /v1/functions/:fn/streams. */
@@ -58,6 +102,11 @@ export class Gateway {
     try {
       const url = new URL(req.url ?? "/", "http://localhost");
       if (url.pathname !== "/healthz") this.#authorize(req, url);
+      const pattern = this.#matchPattern(req.method ?? "GET", url.pathname);
+      if (pattern) {
+        await pattern.handler(req, res, url, pattern.params);
+        return;
+      }
       const route = parseStreamPath(url.pathname);
       if (route) {
         if (!this.#streamHttp) {
@@ -68,10 +117,12 @@ export class Gateway {
       }
       const handler = this.#routes.get(`${req.method} ${url.pathname}`);
       if (handler) {
-        await handler(req, res, url);
+        await handler(req, res, url, {});
         return;
       }
-      const anyMethod = [...this.#routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
+      const anyMethod =
+        [...this.#routes.keys()].some((k) => k.endsWith(` ${url.pathname}`)) ||
+        this.#patterns.some((p) => this.#matchPattern(p.method, url.pathname) !== undefined);
       if (anyMethod) throw new StreamfnError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}`);
       throw new StreamfnError("NOT_FOUND", `nothing at ${req.method} ${url.pathname}`);
     } catch (err) {
@@ -117,3 +168,11 @@ export class Gateway {
   }
 }
 
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

@@ -8,6 +8,7 @@ import { preciseNow } from "../runtime/clock.js";
 import { EndedStreams } from "./ended-streams.js";
 import type { EndedStream } from "./ended-streams.js";
 import { Stream } from "./stream.js";
+import type { StreamLogEntry } from "./stream-log.js";
 import type { CloseReason, EndRecord, OutputSink, ProducerFlow } from "./stream.js";
 
 /** Where the router finds the version that new streams of a function should run on. */
@@ -24,6 +25,8 @@ export interface RouterObserver {
   outputOut?(stream: Stream, latencyMs: number | undefined): void;
   /** A stream could not open: unknown function, busy or ended id, no capacity… */
   openRefused?(functionName: string, code: ErrorCode): void;
+  /** A line the stream's handler logged with `ctx.log`. */
+  streamLog?(stream: Stream, entry: StreamLogEntry): void;
 }
 
 export interface RouterOptions {

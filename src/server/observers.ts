@@ -1,7 +1,7 @@
 import type { PoolObserver } from "../instances/pool.js";
 import type { RouterObserver } from "../router/router.js";
 
-const kRouterHooks = ["streamOpened", "streamBound", "streamClosed", "eventsIn", "outputOut", "openRefused"] as const satisfies readonly (keyof RouterObserver)[];
+const kRouterHooks = ["streamOpened", "streamBound", "streamClosed", "eventsIn", "outputOut", "openRefused", "streamLog"] as const satisfies readonly (keyof RouterObserver)[];
 const kPoolHooks = ["coldStart", "instanceGone"] as const satisfies readonly (keyof PoolObserver)[];
 
 /**

@@ -1,0 +1,80 @@
+import type { Command } from "commander";
+import { Option } from "commander";
+import type { StreamFunctionOptions } from "../../api/types.js";
+import { StreamfnServer } from "../../server/server.js";
+import { applySetting, parseCount, parsePort, readConfigFile } from "../config.js";
+import { collect, selfCommand } from "../util.js";
+
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("serve every function file in a directory (one file = one function)")
+    .argument("[dir]", "functions directory", "functions")
+    .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser((v) => parsePort(v, "--port (or $PORT)")))
+    .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
+    .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
+    .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
+    .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .option("--no-watch", "do not redeploy functions when their files change, appear or go")
+    .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
+    .addHelpText("after", "\nExample:\n  $ streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000\n")
+    .action(async (dir: string, opts: ServeFlags) => {
+      const server = await startFromFlags(dir, opts);
+      announce(server, Date.now() - server.startedAt);
+      stopOnSignals(server);
+    });
+}
+
+export interface ServeFlags {
+  port?: number;
+  host?: string;
+  token?: string;
+  config?: string;
+  set: string[];
+  watch: boolean;
+  spareThreads: number;
+}
+
+/** Starts a server from `serve`-style flags (shared by `serve` and `dev`). */
+export async function startFromFlags(dir: string, opts: ServeFlags, extra: Partial<Parameters<typeof StreamfnServer.start>[0]> = {}): Promise<StreamfnServer> {
+  const cfg = opts.config ? readConfigFile(opts.config) : {};
+  const defaults: Record<string, unknown> = { ...cfg.defaults };
+  const overrides: Record<string, Record<string, unknown>> = {};
+  for (const [k, v] of Object.entries(cfg.functions ?? {})) overrides[k] = { ...v };
+  for (const s of opts.set) applySetting(s, defaults, overrides);
+  return StreamfnServer.start({
+    functionsDir: dir,
+    port: opts.port ?? cfg.port ?? 8080,
+    host: opts.host ?? cfg.host ?? "127.0.0.1",
+    token: opts.token ?? cfg.token,
+    defaults: defaults as StreamFunctionOptions,
+    overrides: overrides as Record<string, StreamFunctionOptions>,
+    watch: opts.watch,
+    spareThreads: opts.spareThreads,
+    ...extra,
+  });
+}
+
+/** The one start-up line: where the server listens and how to send a first stream. */
+export function announce(server: StreamfnServer, readyMs: number): void {
+  const names = server.registry.functions().filter((f) => f.current).map((f) => f.name);
+  const first = names.includes("echo") ? "echo" : (names[0] ?? "<function>");
+  const ws = server.url.replace(/^http/, "ws");
+  console.log(
+    `streamfn listening on ${server.url} (${names.length} function${names.length === 1 ? "" : "s"}: ${names.join(", ") || "none"}; ready in ${readyMs} ms). ` +
+      `First stream: printf '{"hello":1}\\n{"hello":2}\\n' | ${selfCommand()} send ${first} --url ${server.url} — or connect a WebSocket to ${ws}/v1/functions/${first}/streams`,
+  );
+}
+
+/** SIGINT/SIGTERM let running streams finish; a second signal forces the exit. */
+export function stopOnSignals(server: StreamfnServer): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    console.log(`streamfn: ${signal}: letting running streams finish (up to 5 s; again to force)`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}

@@ -1,0 +1,15 @@
+import { isAbsolute, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** How to run this CLI from the current directory: a path when run from a checkout, else the bin name. */
+export function selfCommand(): string {
+  const bin = fileURLToPath(new URL("../../../bin/streamfn.js", import.meta.url));
+  const rel = relative(process.cwd(), bin);
+  if (rel.split(/[\\/]/).includes("node_modules")) return "npx streamfn";
+  return rel.startsWith("..") || isAbsolute(rel) ? "npx streamfn" : `node ${rel}`;
+}
+
+/** Commander collector for repeatable options. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
