@@ -13,3 +13,19 @@ export function selfCommand(): string {
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
+
+const kExamples = new WeakMap<object, string[]>();
+
+/**
+ * Adds `Example:` lines to a command's help, and records them so `streamfn --help` can list
+ * one example per command.
+ */
+export function withExample<T extends { addHelpText(position: "after", text: string): unknown }>(cmd: T, ...lines: string[]): T {
+  kExamples.set(cmd, lines);
+  cmd.addHelpText("after", `\nExample${lines.length > 1 ? "s" : ""}:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`);
+  return cmd;
+}
+
+export function examplesOf(cmd: object): string[] {
+  return kExamples.get(cmd) ?? [];
+}

@@ -1,8 +1,9 @@
 import type { Command } from "commander";
 import { sendStream } from "../send.js";
+import { withExample } from "../util.js";
 
 export function registerSend(program: Command): void {
-  program
+  const cmd = program
     .command("send")
     .description("stream events to a function over WebSocket and print its outputs (NDJSON in, NDJSON out)")
     .argument("<function>", "function name")
@@ -11,9 +12,9 @@ export function registerSend(program: Command): void {
     .option("--stream <id>", "stream id (default: the server names it)")
     .option("--token <token>", "bearer token", process.env.STREAMFN_TOKEN)
     .option("--envelopes", "lines are whole envelopes ({\"data\":…,\"seq\":…}) rather than bare payloads")
-    .addHelpText("after", "\nExample:\n  $ printf '{\"hello\":1}\\n' | streamfn send echo --url http://127.0.0.1:8080\n")
     .action(async (fn: string, file: string | undefined, opts: { url: string; stream?: string; token?: string; envelopes?: boolean }) => {
       const status = await sendStream({ functionName: fn, file, ...opts });
       process.exitCode = status === "completed" ? 0 : 1;
     });
+  withExample(cmd, `printf '{"hello":1}\\n' | streamfn send echo --url http://127.0.0.1:8080`);
 }

@@ -3,10 +3,10 @@ import { Option } from "commander";
 import type { StreamFunctionOptions } from "../../api/types.js";
 import { StreamfnServer } from "../../server/server.js";
 import { applySetting, parseCount, parsePort, readConfigFile } from "../config.js";
-import { collect, selfCommand } from "../util.js";
+import { collect, selfCommand, withExample } from "../util.js";
 
 export function registerServe(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
     .description("serve every function file in a directory (one file = one function)")
     .argument("[dir]", "functions directory", "functions")
@@ -17,12 +17,12 @@ export function registerServe(program: Command): void {
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
     .option("--no-watch", "do not redeploy functions when their files change, appear or go")
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
-    .addHelpText("after", "\nExample:\n  $ streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000\n")
     .action(async (dir: string, opts: ServeFlags) => {
       const server = await startFromFlags(dir, opts);
       announce(server, Date.now() - server.startedAt);
       stopOnSignals(server);
     });
+  withExample(cmd, "streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000");
 }
 
 export interface ServeFlags {
