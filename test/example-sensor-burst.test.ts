@@ -152,11 +152,12 @@ describe("sensor-burst example", () => {
     assert.deepEqual(anomaliesOf(strict), []);
     assert.equal(summaryOf(strict).device, "pump-7");
     assert.deepEqual(anomaliesOf(await run([{ warmup: 35 }, ...spike])), [], "inside a longer warm-up");
-    const { result, warnings } = await capturingWarnings(() => run([{ zThreshold: "high", quiet: 0 }, ...spike]));
+    const { result, warnings } = await capturingWarnings(() => run([{ zThreshold: "high", warmup: 1, quiet: 0 }, ...spike]));
     assert.deepEqual(anomaliesOf(result).map((a) => a.peak.i), [31]);
-    assert.equal(warnings.length, 2, warnings.join("\n"));
+    assert.equal(warnings.length, 3, warnings.join("\n"));
     assert.match(warnings[0]!, /zThreshold must be a positive number, got "high"; using 4/);
-    assert.match(warnings[1]!, /quiet must be a positive integer, got 0; using 3/);
+    assert.match(warnings[1]!, /warmup must be an integer >= 2 .*, got 1; using 10/);
+    assert.match(warnings[2]!, /quiet must be a positive integer, got 0; using 3/);
   });
 
   it("skips readings that are not numbers with a warning, and counts them", async () => {

@@ -21,6 +21,13 @@ interface Settings {
 
 const kDefaults: Settings = { zThreshold: 4, warmup: 10, quiet: 3 };
 
+/** What a header may set each setting to. */
+const kRules: Record<keyof Settings, { ok: (v: number) => boolean; want: string }> = {
+  zThreshold: { ok: (v) => v > 0, want: "a positive number" },
+  warmup: { ok: (v) => Number.isInteger(v) && v >= 2, want: "an integer >= 2 (a spread needs two readings)" },
+  quiet: { ok: (v) => Number.isInteger(v) && v >= 1, want: "a positive integer" },
+};
+
 /** A perfectly flat baseline would make any change infinitely surprising; this keeps z finite. */
 const kMinStd = 1e-6;
 
@@ -100,12 +107,11 @@ export default defineStreamFunction<unknown, unknown>({
       if (first && isObject(event) && !("value" in event)) {
         first = false;
         device = typeof event.device === "string" ? event.device : null;
-        for (const key of ["zThreshold", "warmup", "quiet"] as const) {
+        for (const key of Object.keys(kRules) as (keyof Settings)[]) {
           if (!(key in event)) continue;
           const v = event[key];
-          const ok = typeof v === "number" && v > 0 && (key === "zThreshold" || Number.isInteger(v));
-          if (ok) settings[key] = v;
-          else ctx.log.warn(`header: ${key} must be a positive ${key === "zThreshold" ? "number" : "integer"}, got ${JSON.stringify(v)}; using ${settings[key]}`);
+          if (typeof v === "number" && kRules[key].ok(v)) settings[key] = v;
+          else ctx.log.warn(`header: ${key} must be ${kRules[key].want}, got ${JSON.stringify(v)}; using ${settings[key]}`);
         }
         continue;
       }
