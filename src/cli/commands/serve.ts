@@ -20,16 +20,16 @@ export function registerServe(program: Command): void {
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .action(async (dir: string, opts: ServeFlags) => {
       // The server's own records of its start-up wait until the line for a person is out.
-      const console = consoleLogger();
+      const serverLog = consoleLogger();
       let server: StreamfnServer;
       try {
-        server = await startFromFlags(dir, opts, { logger: console.logger });
+        server = await startFromFlags(dir, opts, { logger: serverLog.logger });
       } catch (err) {
-        console.release(); // a server that did not start still shows what it logged before its error
+        serverLog.release(); // a server that did not start still shows what it logged before its error
         throw err;
       }
       announce(server, Date.now() - server.startedAt);
-      console.release();
+      serverLog.release();
       stopOnSignals(server);
     });
   withExample(cmd, "streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000");
