@@ -15,6 +15,7 @@ const talk = fnSource(`{
   async *handler(events, ctx) {
     for await (const e of events) {
       if (e === "throw") throw new RangeError("x");
+      if (e === "big") { for (let i = 0; i < 1000; i++) ctx.log.info("x".repeat(8000)); continue; }
       if (e === "flood") { for (let i = 0; i < 10000; i++) ctx.log.info("line", i); continue; }
       if (e && typeof e === "object" && "log" in e) ctx.log[e.level](e.log, { n: 1 });
       yield e;
@@ -190,6 +191,44 @@ describe("stream logs", () => {
     const ns = lines.map((l) => Number(l.msg.split(" ")[1]));
     assert.deepEqual(ns, [...ns].sort((a, b) => a - b), "kept lines are in order");
     assert.ok(serverLines(t, "flood").length < 2_000, `the server log got ${serverLines(t, "flood").length} of 10 000 lines`);
+  });
+
+  it("cuts off a follower that does not read instead of buffering for it", async () => {
+    const c = await open(t, "talk", "big");
+    c.event({ log: "start", level: "info" });
+    await c.waitFor((r) => r.type === "output");
+    const f = new LogFollow(`${t.url}/v1/functions/talk/streams/big/logs?follow=1`);
+    try {
+      const res = await f.connected();
+      res.pause(); // a reader that stops reading
+      assert.equal(t.server.logFollowers.count, 1);
+      c.event("big"); // ~8 MB of lines, more than the socket buffers and the 1 MiB backlog
+      await eventually(() => t.server.logFollowers.count === 0, 10_000, "the slow follower to be cut off");
+      res.resume();
+      const last = await f.waitFor((r) => r.type === "error", "the cut-off record");
+      assert.equal(last.code, "CAPACITY_EXCEEDED");
+      await eventually(() => f.ended, 10_000, "the response to end");
+      assert.ok(f.records.length < 1_000, `${f.records.length} records reached the slow reader`);
+    } finally {
+      f.close();
+      c.end();
+      await c.waitEnd();
+    }
+  });
+
+  it("refuses followers past 256 with 503 CAPACITY_EXCEEDED", async () => {
+    const follows: LogFollow[] = [];
+    try {
+      for (let i = 0; i < 256; i++) follows.push(new LogFollow(`${t.url}/v1/functions/talk/logs?follow=1`));
+      await eventually(() => t.server.logFollowers.count === 256, 20_000, "256 followers");
+      const refused = await call(`${t.url}/v1/functions/talk/logs?follow=1`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error!.code, "CAPACITY_EXCEEDED");
+      assert.ok(refused.headers.get("retry-after"));
+    } finally {
+      for (const f of follows) f.close();
+    }
+    await eventually(() => t.server.logFollowers.count === 0, 10_000, "followers that left to be forgotten");
   });
 
   it("carries ctx.log lines from a process sandbox too", async () => {
