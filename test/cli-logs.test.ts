@@ -4,12 +4,13 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
-import { fnSource } from "./helpers/contract-util.js";
+import { fnSource, freePort } from "./helpers/contract-util.js";
 import { eventually, startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
 const kMain = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const kRepo = fileURLToPath(new URL("../../", import.meta.url));
 const token = "cli-logs-token";
 
 const talk = fnSource(`{
@@ -30,7 +31,7 @@ interface Run {
 }
 
 function cli(args: string[]): Run {
-  const child = spawn(process.execPath, [kMain, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", STREAMFN_TOKEN: "" } });
+  const child = spawn(process.execPath, [kMain, ...args], { cwd: kRepo, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", STREAMFN_TOKEN: "" } });
   let out = "";
   let err = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
@@ -129,5 +130,23 @@ describe("streamfn logs (a real process)", () => {
     assert.match(r.stdout(), /--follow/);
     assert.match(r.stdout(), /STREAMFN_URL/);
     assert.match(r.stdout(), /\$ streamfn logs echo -f/);
+  });
+});
+
+describe("streamfn serve's log (a real process)", () => {
+  it("prints its start-up line for a person first, then the server's records as JSON lines", async () => {
+    const port = await freePort();
+    const r = cli(["serve", "examples/functions", "--port", String(port), "--no-watch"]);
+    try {
+      await eventually(() => r.stdout().includes('"msg":"listening"'), 20_000, "the listening record");
+      const lines = r.stdout().trimEnd().split("\n");
+      assert.match(lines[0]!, /^streamfn listening on http:\/\/127\.0\.0\.1:/);
+      const records = lines.slice(1).map((l) => JSON.parse(l) as { msg: string; fn?: string; url?: string });
+      assert.ok(records.some((x) => x.msg === "deployed" && x.fn === "echo"), r.stdout());
+      assert.equal(records.find((x) => x.msg === "listening")!.url, `http://127.0.0.1:${port}`);
+    } finally {
+      r.child.kill("SIGTERM");
+      await r.exited;
+    }
   });
 });

@@ -3,6 +3,7 @@ import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { defineStreamFunction, runStream } from "../src/api/index.js";
 import type { StreamLogEntry } from "../src/api/index.js";
+import { formatRecord } from "../src/server/logger.js";
 import { fnSource } from "./helpers/contract-util.js";
 import { call } from "./helpers/http-client.js";
 import { LogFollow } from "./helpers/log-follow.js";
@@ -296,5 +297,26 @@ describe("runStream and ctx.log", () => {
     const lines: StreamLogEntry[] = [];
     assert.deepEqual(await runStream(fn, [1, 2], { onLog: (l) => lines.push(l) }), [1, 2]);
     assert.deepEqual(lines.map((l) => [l.level, l.msg]), [["info", "got 1"], ["info", "got 2"], ["warn", "done { count: 2 }"]]);
+  });
+});
+
+describe("the readable form of the server log", () => {
+  it("prints time, level, [fn@version/stream], message, other fields, and a stack indented under it", () => {
+    const text = formatRecord(
+      {
+        level: "error",
+        time: "2026-12-02T05:31:38.132Z",
+        fn: "demo",
+        version: "cac29d60b85a",
+        streamId: "s1",
+        code: "HANDLER_ERROR",
+        error: { name: "RangeError", message: "x", stack: "RangeError: x\n    at handler (demo.mjs:1:1)" },
+        msg: "stream failed",
+      },
+      false,
+    );
+    assert.equal(text, "05:31:38.132 error [demo@cac29d60/s1] stream failed code=HANDLER_ERROR\n    RangeError: x\n        at handler (demo.mjs:1:1)");
+    const forged = formatRecord({ level: "info", time: "2026-12-02T05:31:38.132Z", msg: "a\n05:31:39.000 error fake" }, false);
+    assert.equal(forged.split("\n")[1], "    05:31:39.000 error fake", "a handler's newline cannot start a record of its own");
   });
 });

@@ -99,9 +99,14 @@ export class EndedStreams {
     return this.#entries.size;
   }
 
-  /** Outputs, bytes and log lines currently kept for ended streams. */
-  get kept(): { outputs: number; bytes: number; logLines: number; logChars: number } {
-    return { outputs: this.#outputs, bytes: this.#outputBytes, logLines: this.#logLines, logChars: this.#logChars };
+  /** Outputs and bytes currently kept for ended streams. */
+  get kept(): { outputs: number; bytes: number } {
+    return { outputs: this.#outputs, bytes: this.#outputBytes };
+  }
+
+  /** `ctx.log` lines (and their characters) currently kept for ended streams. */
+  get keptLogs(): { lines: number; chars: number } {
+    return { lines: this.#logLines, chars: this.#logChars };
   }
 
   clear(): void {
