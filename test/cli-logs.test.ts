@@ -133,6 +133,21 @@ describe("streamfn logs (a real process)", () => {
   });
 });
 
+describe("streamfn logs -f when the server stops", () => {
+  it("exits 1 with SHUTTING_DOWN", async () => {
+    const t = await startTestServer({ "talk.ts": talk });
+    let r: Run | undefined;
+    try {
+      r = cli(["logs", "talk", "-f", "--url", t.url]);
+      await eventually(() => t.server.logFollowers.count === 1, 10_000, "the follower");
+    } finally {
+      await t.close();
+    }
+    assert.equal(await r.exited, 1, r.stderr());
+    assert.match(r.stderr(), /^streamfn: SHUTTING_DOWN: the server is shutting down/m);
+  });
+});
+
 describe("streamfn serve's log (a real process)", () => {
   it("prints its start-up line for a person first, then the server's records as JSON lines", async () => {
     const port = await freePort();

@@ -112,10 +112,11 @@ export class LogFollowers implements RouterObserver {
     for (const f of [...forStream]) f.end(end);
   }
 
-  /** Ends every follower (the server is closing). */
+  /** Ends every follower with a SHUTTING_DOWN record (the server is closing). */
   close(): void {
+    const record = { type: "error", code: "SHUTTING_DOWN", message: "the server is shutting down" };
     for (const map of [this.#byStream, this.#byFunction]) {
-      for (const set of [...map.values()]) for (const f of [...set]) f.end();
+      for (const set of [...map.values()]) for (const f of [...set]) f.end(record);
     }
   }
 

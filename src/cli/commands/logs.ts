@@ -45,6 +45,9 @@ export function registerLogs(program: Command): void {
       }
       const path = streamId ? `${base}/streams/${encodeURIComponent(streamId)}/logs?follow=1` : `${base}/logs?follow=1`;
       await follow(target, path, (record) => printer.record(record));
+      if (printer.sawEnd) return;
+      if (printer.sawError) process.exitCode = 1; // --json: the error record is printed already
+      else throw new StreamfnError("INTERNAL", "the server closed the log stream without saying why");
     });
   withExample(cmd, "streamfn logs echo ride-42", "streamfn logs echo -f");
 }
@@ -73,7 +76,8 @@ async function follow(target: ServerTarget, path: string, onRecord: (record: Rec
       }
     }
   } catch (err) {
-    throw new StreamfnError("INTERNAL", `the server closed the log stream: ${(err as Error).message}`);
+    if (err instanceof StreamfnError) throw err; // a record the server sent (error), not the connection
+    throw new StreamfnError("INTERNAL", `the log stream broke off: ${(err as Error).message}`);
   }
 }
 
@@ -82,6 +86,9 @@ const kLevelColor: Record<string, string> = { info: "\x1b[36m", warn: "\x1b[33m"
 /** `time level [function/stream] message`, or the records as they came with --json. */
 class LinePrinter {
   readonly #color = process.stdout.isTTY === true && !process.env.NO_COLOR;
+  /** The stream's end record came: the follow ended as it should. */
+  sawEnd = false;
+  sawError = false;
 
   constructor(
     readonly functionName: string,
@@ -90,6 +97,8 @@ class LinePrinter {
   ) {}
 
   record(r: Record<string, unknown>): void {
+    if (r.type === "end") this.sawEnd = true;
+    if (r.type === "error") this.sawError = true;
     if (this.json) {
       process.stdout.write(`${JSON.stringify(r)}\n`);
       return;
