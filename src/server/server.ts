@@ -5,7 +5,7 @@ import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
 import { StreamfnMetrics } from "../metrics/metrics.js";
-import { Registry } from "../registry/registry.js";
+import { Registry, functionNameOf } from "../registry/registry.js";
 import { SpareThreads } from "../instances/spare-threads.js";
 import { kDefaultOptions } from "../api/options.js";
 import { Router } from "../router/router.js";
@@ -117,11 +117,12 @@ export class StreamfnServer {
       // serialized per function and a content hash already served is not deployed twice.
       const logger = server.logger;
       if (options.watch) server.registry.watch((change) => logRegistryChange(logger, change));
-      const { failed } = await server.registry.loadAll();
-      for (const f of server.registry.functions()) {
-        if (f.current) logger.info({ fn: f.name, version: f.current.version }, "deployed");
+      const { deployed, failed } = await server.registry.loadAll();
+      const versions = new Map(server.registry.functions().map((f) => [f.name, f.current?.version]));
+      for (const name of deployed) logger.info({ fn: name, version: versions.get(name) }, "deployed");
+      for (const f of failed) {
+        logger.error({ fn: functionNameOf(f.file), file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
       }
-      for (const f of failed) logger.error({ file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
       await new Promise<void>((resolve, reject) => {
         server.gateway.server.once("error", reject);
         server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
