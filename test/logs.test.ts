@@ -35,6 +35,16 @@ const isolated = fnSource(`{
   },
 }`);
 
+const spin = fnSource(`{
+  unresponsiveMs: 300,
+  async *handler(events) {
+    for await (const e of events) {
+      if (e === "spin") for (;;) {}
+      yield e;
+    }
+  },
+}`);
+
 function versionOf(t: TestServer, fn: string): string {
   return t.server.registry.functions().find((f) => f.name === fn)!.current!.version;
 }
@@ -50,7 +60,7 @@ function serverLines(t: TestServer, streamId: string): LogRecordJson[] {
 describe("stream logs", () => {
   let t: TestServer;
   before(async () => {
-    t = await startTestServer({ "talk.ts": talk, "isolated.ts": isolated });
+    t = await startTestServer({ "talk.ts": talk, "isolated.ts": isolated, "spin.ts": spin });
   });
   after(() => t.close());
 
@@ -244,10 +254,25 @@ describe("stream logs", () => {
     assert.equal(r.level, "warn");
   });
 
+  it("logs an instance recycled for blocking its event loop, and the stream that failed with it", async () => {
+    const c = await open(t, "spin", "sp1");
+    c.event("spin");
+    const end = await c.waitEnd(10_000);
+    assert.equal((end.error as { code: string }).code, "INSTANCE_UNRESPONSIVE");
+    const failed = await eventually(() => t.logs.find((r) => r.msg === "stream failed" && r.streamId === "sp1"), 5_000, "the failure record");
+    assert.equal(failed.level, "error");
+    assert.equal(failed.code, "INSTANCE_UNRESPONSIVE");
+    assert.match(String(failed.message), /did not respond/);
+    const exited = await eventually(() => t.logs.find((r) => r.msg === "instance exited" && r.fn === "spin"), 10_000, "the exit record");
+    assert.equal(exited.level, "warn");
+    assert.equal(exited.code, "INSTANCE_CRASHED");
+    assert.equal(exited.version, versionOf(t, "spin"));
+  });
+
   it("logs where it listens, the deploys and cold starts", () => {
     const listening = t.logs.find((r) => r.msg === "listening")!;
     assert.equal(listening.url, t.url);
-    assert.deepEqual(listening.functions, ["isolated", "talk"]);
+    assert.deepEqual(listening.functions, ["isolated", "spin", "talk"]);
     assert.ok(t.logs.some((r) => r.msg === "deployed" && r.fn === "talk" && r.version === versionOf(t, "talk")));
     const cold = t.logs.find((r) => r.msg === "cold start" && r.fn === "isolated")!;
     assert.equal(typeof cold.ms, "number");
