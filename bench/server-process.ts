@@ -6,6 +6,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { StreamFunctionOptions } from "../src/api/types.js";
 import { StreamfnServer } from "../src/server/server.js";
+import { createServerLogger } from "../src/server/logger.js";
 import { loadFunction } from "./floor.js";
 import { startInlineServer } from "./inline-server.js";
 
@@ -44,7 +45,7 @@ const server = await StreamfnServer.start({
   host: "127.0.0.1",
   graceMs: 0,
   overrides: overridesJson ? (JSON.parse(overridesJson) as Record<string, StreamFunctionOptions>) : undefined,
-  log: (line) => process.stderr.write(`[server] ${line}\n`),
+  logger: createServerLogger({ destination: process.stderr, pretty: true }),
 });
 
 const inline = await startInlineServer(await loadFunction(join(functionsDir, "echo.ts"), "echo"));

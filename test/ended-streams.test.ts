@@ -49,3 +49,33 @@ describe("ended streams keep their last outputs within a global bound", () => {
     assert.deepEqual(ended.kept, { outputs: 0, bytes: 0 });
   });
 });
+
+describe("ended streams keep their ctx.log lines within a global bound", () => {
+  const lines = (n: number, msg = "m"): { time: number; level: "info"; msg: string }[] =>
+    Array.from({ length: n }, (_, i) => ({ time: i, level: "info" as const, msg }));
+
+  it("drops the oldest ended streams' lines first, counting them as dropped, and keeps their ids", () => {
+    const ended = new EndedStreams(60_000, 100, { maxLogLines: 5, maxLogChars: 1_000_000 });
+    const now = Date.now();
+    ended.add("a", { ...end, endedAt: now, logs: lines(3), logsDropped: 2 });
+    ended.add("b", { ...end, endedAt: now, logs: lines(2) });
+    assert.deepEqual(ended.keptLogs, { lines: 5, chars: 5 });
+    ended.add("c", { ...end, endedAt: now, logs: lines(1) });
+    assert.equal(ended.get("a")!.logs, undefined);
+    assert.equal(ended.get("a")!.logsDropped, 5, "its 2 dropped before plus the 3 it lost");
+    assert.equal(ended.get("b")!.logs!.length, 2);
+    assert.deepEqual(ended.keptLogs, { lines: 3, chars: 3 });
+  });
+
+  it("bounds the characters kept and forgets lines with their entries", () => {
+    const ended = new EndedStreams(60_000, 1, { maxLogLines: 1_000, maxLogChars: 100 });
+    const now = Date.now();
+    ended.add("a", { ...end, endedAt: now, logs: lines(2, "x".repeat(40)) });
+    assert.deepEqual(ended.keptLogs, { lines: 2, chars: 80 });
+    ended.add("b", { ...end, endedAt: now, logs: lines(1, "y".repeat(10)) });
+    assert.equal(ended.get("a"), undefined, "over the count bound of 1");
+    assert.deepEqual(ended.keptLogs, { lines: 1, chars: 10 });
+    ended.clear();
+    assert.deepEqual(ended.keptLogs, { lines: 0, chars: 0 });
+  });
+});

@@ -65,7 +65,7 @@ describe("live function versions", () => {
 
     await writeFile(echo, versioned(2));
     const v2 = await nextVersion(t, "echo", v1);
-    assert.ok(t.logs.includes(`streamfn: deployed echo@${v2} (replaces ${v1})`), t.logs.join("\n"));
+    assert.ok(t.logs.some((r) => r.msg === "deployed" && r.fn === "echo" && r.version === v2 && r.previous === v1), t.logText());
 
     const during = (await fnStatus(t, "echo"))!;
     assert.deepEqual(
@@ -117,16 +117,19 @@ describe("live function versions", () => {
 
   it("keeps the serving version when an edit does not bundle or does not load", async () => {
     const serving = (await fnStatus(t, "echo"))!.version!;
-    const failures = (): string[] => t.logs.filter((l) => l.includes("FUNCTION_LOAD_FAILED"));
+    const failures = () => t.logs.filter((r) => r.msg === "deploy failed" && r.code === "FUNCTION_LOAD_FAILED");
     const before = failures().length;
 
     await writeFile(echo, "export default defineStreamFunction({ handler(events) {");
     await eventually(() => failures().length === before + 1, kDeployMs, "the bundling failure to be logged");
-    assert.match(failures().at(-1)!, new RegExp(`^streamfn: FUNCTION_LOAD_FAILED: .*echo.*; still serving echo@${serving}$`));
+    assert.equal(failures().at(-1)!.fn, "echo");
+    assert.equal(failures().at(-1)!.serving, serving);
+    assert.match(String(failures().at(-1)!.file), /echo\.ts$/);
 
     await writeFile(echo, `throw new Error("broken at load"); export default 1;`);
     await eventually(() => failures().length === before + 2, kDeployMs, "the load failure to be logged");
-    assert.match(failures().at(-1)!, /broken at load.*; still serving echo@/);
+    assert.match(String(failures().at(-1)!.message), /broken at load/);
+    assert.equal(failures().at(-1)!.serving, serving);
 
     const s = await openStream(t, "echo");
     assert.equal(s.version, serving);
@@ -138,14 +141,14 @@ describe("live function versions", () => {
     // A good edit after the broken ones deploys as usual.
     await writeFile(echo, versioned(3));
     const v3 = await nextVersion(t, "echo", serving);
-    assert.ok(t.logs.includes(`streamfn: deployed echo@${v3} (replaces ${serving})`));
+    assert.ok(t.logs.some((r) => r.msg === "deployed" && r.fn === "echo" && r.version === v3 && r.previous === serving));
   });
 
   it("serves a file added to the directory, also one moved into place", async () => {
     await writeFile(join(t.dir, "added.ts.tmp"), versioned(7));
     await rename(join(t.dir, "added.ts.tmp"), join(t.dir, "added.ts"));
     const version = await nextVersion(t, "added", undefined);
-    assert.ok(t.logs.includes(`streamfn: deployed added@${version} (new function)`));
+    assert.ok(t.logs.some((r) => r.msg === "deployed" && r.fn === "added" && r.version === version && r.previous === undefined));
     const s = await openStream(t, "added");
     s.c.event("y");
     assert.deepEqual((await outputFor(s.c, "y")).data, { v: 7, e: "y" });
@@ -170,7 +173,7 @@ describe("live function versions", () => {
         return true;
       }
     }, kDeployMs, "new streams of a deleted function to be refused");
-    assert.ok(t.logs.some((l) => l.startsWith(`streamfn: removed echo@${running.version}`)));
+    assert.ok(t.logs.some((r) => r.msg.startsWith("removed") && r.fn === "echo" && r.version === running.version));
 
     // Shown as draining (no current version) while its stream runs.
     const draining = (await fnStatus(t, "echo"))!;

@@ -9,6 +9,7 @@ import { expectedCuts, generatedClip } from "../examples/video/lib/clips.js";
 import type { ClipSpec, DecodedClip } from "../examples/video/lib/ffmpeg.js";
 import { streamClip } from "../examples/video/lib/producer.js";
 import { StreamfnServer } from "../src/server/server.js";
+import { silentLogger } from "../src/server/logger.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
 // The video example end to end: a clip rendered by ffmpeg from its test sources (a still scene
@@ -37,7 +38,7 @@ describe("video example", () => {
   let ws: string;
   before(async () => {
     cacheDir = await mkdtemp(join(tmpdir(), "streamfn-video-test-"));
-    server = await StreamfnServer.start({ functionsDir, port: 0, host: "127.0.0.1", graceMs: 0, log: () => {} });
+    server = await StreamfnServer.start({ functionsDir, port: 0, host: "127.0.0.1", graceMs: 0, logger: silentLogger() });
     ws = `${server.url.replace(/^http/, "ws")}/v1/functions/video-analyzer/streams`;
   });
   after(async () => {

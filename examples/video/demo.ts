@@ -132,7 +132,7 @@ async function main(): Promise<void> {
   let base = values.url;
   if (!base) {
     const t0 = performance.now();
-    server = await StreamfnServer.start({ functionsDir: kFunctionsDir, port: 0, host: "127.0.0.1", graceMs: 1_000, log: (l) => console.log(l) });
+    server = await StreamfnServer.start({ functionsDir: kFunctionsDir, port: 0, host: "127.0.0.1", graceMs: 1_000 });
     base = server.url;
     console.log(`streamfn serving examples/video/functions on ${base} (ready in ${(performance.now() - t0).toFixed(0)} ms)`);
   }

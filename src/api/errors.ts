@@ -48,6 +48,13 @@ export type ErrorCode = keyof typeof ErrorCodes;
 export interface ErrorRecord {
   code: ErrorCode;
   message: string;
+  /** For HANDLER_ERROR: the name of what the handler threw (`RangeError`, `TypeError`…). */
+  name?: string;
+  /**
+   * For HANDLER_ERROR: the stack as the sandbox saw it. It crosses to the router for the
+   * server's log only; records sent to producers and subscribers never carry it.
+   */
+  stack?: string;
 }
 
 export class StreamfnError extends Error {

@@ -1,12 +1,20 @@
 import { preciseNow } from "../runtime/clock.js";
+import { formatLogLine } from "../runtime/sandbox-log.js";
 import { StreamRun, prefixedLogger } from "../runtime/stream-driver.js";
-import type { EndReason, StreamFunction } from "./types.js";
+import type { StreamLogEntry } from "../router/stream-log.js";
+import type { EndReason, StreamFunction, StreamLogger } from "./types.js";
 
 export interface RunStreamOptions {
   streamId?: string;
   functionName?: string;
   /** What `ctx.endReason` reports once the events run out. Default `end`. */
   endReason?: EndReason;
+  /**
+   * Gets each `ctx.log` line, formatted and capped as on the server (util.format, 8 KiB), so
+   * a test can assert on what its handler logs. Without it lines go to the console, prefixed
+   * with `[function/stream]`.
+   */
+  onLog?: (entry: StreamLogEntry) => void;
 }
 
 /** Events handed to the handler ahead of what it has taken: the platform's instance window. */
@@ -43,7 +51,15 @@ export async function runStream<In, Out>(
       w?.();
     },
   };
-  const run = new StreamRun(functionName, streamId, sink, prefixedLogger(`[${functionName}/${streamId}]`));
+  const onLog = options.onLog;
+  const log: StreamLogger = onLog
+    ? {
+        info: (...args) => onLog({ time: Date.now(), level: "info", msg: formatLogLine(args) }),
+        warn: (...args) => onLog({ time: Date.now(), level: "warn", msg: formatLogLine(args) }),
+        error: (...args) => onLog({ time: Date.now(), level: "error", msg: formatLogLine(args) }),
+      }
+    : prefixedLogger(`[${functionName}/${streamId}]`);
+  const run = new StreamRun(functionName, streamId, sink, log);
   let inputFailure: { error: unknown } | undefined;
   const feeding = (async () => {
     let seq = 0;

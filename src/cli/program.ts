@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { registerLogs } from "./commands/logs.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
 
@@ -8,5 +9,6 @@ export function buildProgram(): Command {
   program.name("streamfn").description("Serve and call stream functions").showHelpAfterError();
   registerServe(program);
   registerSend(program);
+  registerLogs(program);
   return program;
 }

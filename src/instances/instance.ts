@@ -1,6 +1,7 @@
 import type { EventLoopUtilization } from "node:perf_hooks";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, ResolvedOptions, StreamFunctionOptions } from "../api/types.js";
+import type { StreamLogEntry } from "../router/stream-log.js";
 import { kOutputWindow } from "../runtime/protocol.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 import type { Sandbox, SandboxExit } from "./sandbox.js";
@@ -23,8 +24,10 @@ export interface SlotTenant {
    * of the event the handler held when it produced this output.
    */
   onOutput(data: string | Uint8Array, eventAt: number): void;
-  /** The handler finished; `error` if it failed. Called at most once. */
-  onDone(error: ErrorRecord | undefined): void;
+  /** A `ctx.log` line; `dropped`: lines the sandbox dropped (rate limit) before this one. */
+  onLog?(entry: StreamLogEntry, dropped: number): void;
+  /** The handler finished; `error` if it failed. Called at most once. `logsDropped`: lines dropped since the last one sent. */
+  onDone(error: ErrorRecord | undefined, logsDropped?: number): void;
 }
 
 export type InstanceState = "starting" | "ready" | "stopping" | "stopped";
@@ -218,12 +221,15 @@ export class Instance {
         case "out":
           this.tenants.get(op.s)?.onOutput(op.d, op.t);
           break;
+        case "log":
+          this.tenants.get(op.s)?.onLog?.({ time: op.t, level: op.l, msg: op.m }, op.x ?? 0);
+          break;
         case "done": {
           const tenant = this.tenants.get(op.s);
           if (!tenant) break;
           this.tenants.delete(op.s);
           this.#acks.delete(op.s);
-          tenant.onDone(op.e);
+          tenant.onDone(op.e, op.x);
           this.#slotFreed();
           break;
         }

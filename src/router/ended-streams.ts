@@ -1,3 +1,4 @@
+import type { StreamLogEntry } from "./stream-log.js";
 import type { EndRecord, RetainedOutput } from "./stream.js";
 
 export interface EndedStream extends Omit<EndRecord, "type"> {
@@ -15,6 +16,10 @@ export interface EndedStream extends Omit<EndRecord, "type"> {
    */
   retained?: RetainedOutput[];
   outputsDropped?: boolean;
+  /** The stream's last `ctx.log` lines; emptied (and counted in `logsDropped`) when the global bound on kept lines needs the room. */
+  logs?: StreamLogEntry[];
+  /** Lines of the stream that are not in `logs`. */
+  logsDropped?: number;
 }
 
 export interface EndedStreamsLimits {
@@ -22,6 +27,10 @@ export interface EndedStreamsLimits {
   maxOutputs: number;
   /** Bytes of outputs kept across all ended streams (JSON text length or binary length). */
   maxOutputBytes: number;
+  /** `ctx.log` lines kept across all ended streams. */
+  maxLogLines: number;
+  /** Characters of `ctx.log` lines kept across all ended streams. */
+  maxLogChars: number;
 }
 
 /**
@@ -37,13 +46,22 @@ export class EndedStreams {
   readonly #limits: EndedStreamsLimits;
   #outputs = 0;
   #outputBytes = 0;
+  /** The entries that still hold log lines, oldest first. */
+  readonly #withLogs = new Map<string, EndedStream>();
+  #logLines = 0;
+  #logChars = 0;
 
   constructor(
     readonly retentionMs: number,
     readonly max: number,
     limits: Partial<EndedStreamsLimits> = {},
   ) {
-    this.#limits = { maxOutputs: limits.maxOutputs ?? 100_000, maxOutputBytes: limits.maxOutputBytes ?? 64 * 1024 * 1024 };
+    this.#limits = {
+      maxOutputs: limits.maxOutputs ?? 100_000,
+      maxOutputBytes: limits.maxOutputBytes ?? 64 * 1024 * 1024,
+      maxLogLines: limits.maxLogLines ?? 100_000,
+      maxLogChars: limits.maxLogChars ?? 32 * 1024 * 1024,
+    };
   }
 
   add(key: string, info: EndedStream | (EndRecord & { endedAt: number })): void {
@@ -56,6 +74,13 @@ export class EndedStreams {
       this.#outputBytes += retainedBytes(rest.retained);
     } else {
       rest.retained = undefined;
+    }
+    if (rest.logs && rest.logs.length > 0) {
+      this.#withLogs.set(key, rest);
+      this.#logLines += rest.logs.length;
+      this.#logChars += logChars(rest.logs);
+    } else {
+      rest.logs = undefined;
     }
     this.#evict(info.endedAt);
   }
@@ -79,10 +104,16 @@ export class EndedStreams {
     return { outputs: this.#outputs, bytes: this.#outputBytes };
   }
 
+  /** `ctx.log` lines (and their characters) currently kept for ended streams. */
+  get keptLogs(): { lines: number; chars: number } {
+    return { lines: this.#logLines, chars: this.#logChars };
+  }
+
   clear(): void {
     this.#entries.clear();
     this.#withOutputs.clear();
-    this.#outputs = this.#outputBytes = 0;
+    this.#withLogs.clear();
+    this.#outputs = this.#outputBytes = this.#logLines = this.#logChars = 0;
   }
 
   #delete(key: string): void {
@@ -90,6 +121,15 @@ export class EndedStreams {
     if (!e) return;
     this.#entries.delete(key);
     this.#dropOutputs(key, e);
+    this.#dropLogs(key, e);
+  }
+
+  #dropLogs(key: string, e: EndedStream): void {
+    if (!this.#withLogs.delete(key) || !e.logs) return;
+    this.#logLines -= e.logs.length;
+    this.#logChars -= logChars(e.logs);
+    e.logsDropped = (e.logsDropped ?? 0) + e.logs.length;
+    e.logs = undefined;
   }
 
   #dropOutputs(key: string, e: EndedStream): void {
@@ -110,7 +150,17 @@ export class EndedStreams {
       if (this.#outputs <= this.#limits.maxOutputs && this.#outputBytes <= this.#limits.maxOutputBytes) break;
       this.#dropOutputs(key, e);
     }
+    for (const [key, e] of this.#withLogs) {
+      if (this.#logLines <= this.#limits.maxLogLines && this.#logChars <= this.#limits.maxLogChars) break;
+      this.#dropLogs(key, e);
+    }
   }
+}
+
+function logChars(lines: readonly StreamLogEntry[]): number {
+  let n = 0;
+  for (const l of lines) n += l.msg.length;
+  return n;
 }
 
 export function retainedBytes(outputs: readonly RetainedOutput[]): number {

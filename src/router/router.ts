@@ -42,6 +42,8 @@ export interface RouterOptions {
   endedOutputsMax?: number;
   /** Bytes of outputs kept across all ended streams. Default 64 MiB. */
   endedOutputBytesMax?: number;
+  /** `ctx.log` lines kept across all ended streams. Default 100 000. */
+  endedLogLinesMax?: number;
 }
 
 export interface PushResult {
@@ -82,6 +84,7 @@ export class Router {
     this.#ended = new EndedStreams(options.endedRetentionMs ?? 600_000, options.endedRetentionMax ?? 100_000, {
       maxOutputs: options.endedOutputsMax,
       maxOutputBytes: options.endedOutputBytesMax,
+      maxLogLines: options.endedLogLinesMax,
     });
   }
 
@@ -148,7 +151,11 @@ export class Router {
       streamId: id,
       onPull: (n) => this.#onPull(stream, n),
       onOutput: (data, eventAt) => this.#onOutput(stream, data, eventAt),
-      onDone: (error) => this.#close(stream, error),
+      onLog: (entry, dropped) => this.#onLog(stream, entry, dropped),
+      onDone: (error, logsDropped) => {
+        if (logsDropped) stream.logs.dropped += logsDropped;
+        this.#close(stream, error);
+      },
     };
     stream.request = {
       tenant,
@@ -399,6 +406,13 @@ export class Router {
     }
   }
 
+  #onLog(stream: Stream, entry: StreamLogEntry, dropped: number): void {
+    if (stream.state === "done") return;
+    stream.logs.dropped += dropped;
+    stream.logs.add(entry);
+    this.#observer.streamLog?.(stream, entry);
+  }
+
   #releaseHeldAcks(stream: Stream): void {
     if (stream.heldAcks === 0) return;
     // With several sinks, one draining is not enough: wait for every one still backed up.
@@ -436,7 +450,12 @@ export class Router {
       events: stream.events,
       outputs: stream.outputs,
     };
-    if (error) record.error = error;
+    if (error) {
+      // The stack stays here, for the server's log; what goes out is code, message and name.
+      const { stack, ...wire } = error;
+      stream.errorStack = stack;
+      record.error = wire;
+    }
     stream.end = record;
     if (this.#streams.get(stream.key) === stream) this.#streams.delete(stream.key);
     if (remember) {
@@ -448,6 +467,8 @@ export class Router {
         duplicates: stream.duplicates,
         lastSeq: stream.lastSeq,
         retained: stream.retained,
+        logs: stream.logs.lines,
+        logsDropped: stream.logs.dropped,
       });
     }
     stream.inbox.length = 0;

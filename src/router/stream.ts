@@ -2,6 +2,7 @@ import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, ResolvedOptions } from "../api/types.js";
 import type { EventOp, Instance } from "../instances/instance.js";
 import type { FunctionPool, SlotRequest } from "../instances/pool.js";
+import { StreamLogBuffer } from "./stream-log.js";
 
 export type StreamState = "waiting" | "running" | "done";
 export type StreamStatus = "completed" | "failed";
@@ -73,6 +74,10 @@ export class Stream {
   /** When the handler's input end was delivered and nothing was left for it to take. */
   epilogueSince: number | undefined;
   end: EndRecord | undefined;
+  /** The handler's last `ctx.log` lines. */
+  readonly logs = new StreamLogBuffer();
+  /** A failed handler's stack, for the server's log (records sent out never carry it). */
+  errorStack: string | undefined;
 
   constructor(
     readonly sid: number,

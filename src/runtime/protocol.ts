@@ -1,5 +1,6 @@
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, StreamFunctionOptions } from "../api/types.js";
+import type { LogLevel } from "../router/stream-log.js";
 
 // Messages between the router's side and a sandbox. Each postMessage carries an array of
 // these: both sides queue them and flush once per turn of the event loop, so a busy stream
@@ -30,7 +31,13 @@ export type FromSandbox =
   | { k: "out"; s: number; d: string | Uint8Array; t: number }
   /** Events the handler has taken off its iterator. */
   | { k: "pull"; s: number; n: number }
-  | { k: "done"; s: number; e?: ErrorRecord }
+  /**
+   * A `ctx.log` line, already formatted and capped in the sandbox. `x`: lines of this stream
+   * the sandbox dropped (rate limit) since its previous line.
+   */
+  | { k: "log"; s: number; l: LogLevel; m: string; t: number; x?: number }
+  /** The handler finished. `x`: log lines dropped since the last one sent. */
+  | { k: "done"; s: number; e?: ErrorRecord; x?: number }
   | { k: "pong"; t: number };
 
 export interface SandboxInit {

@@ -79,12 +79,31 @@ export class SandboxOutbox {
   };
 }
 
+/** Longest stack that crosses to the router (for the server's log). */
+const kMaxStackChars = 16 * 1024;
+
 /**
  * What a handler's failure reports. Always HANDLER_ERROR: a stream the platform aborted
  * (stall, epilogue, shutdown) is ended by the router itself, so whatever the handler throws
  * afterwards is never reported, and a handler cannot pass itself off as a platform failure.
+ * The name goes to the producer; the stack, taken here where the error was thrown, only to
+ * the server's log.
  */
 export function toErrorRecord(err: unknown): ErrorRecord {
-  if (err instanceof Error) return { code: "HANDLER_ERROR", message: err.message || err.name };
-  return { code: "HANDLER_ERROR", message: String(err) };
+  if (!(err instanceof Error)) return { code: "HANDLER_ERROR", message: String(err) };
+  const name = readString(() => err.name) ?? "Error";
+  const record: ErrorRecord = { code: "HANDLER_ERROR", message: readString(() => err.message) || name, name };
+  const stack = readString(() => err.stack);
+  if (stack) record.stack = stack.length > kMaxStackChars ? `${stack.slice(0, kMaxStackChars)}\n    …` : stack;
+  return record;
+}
+
+/** A property of user code's error that may be a throwing getter or not a string at all. */
+function readString(get: () => unknown): string | undefined {
+  try {
+    const v = get();
+    return typeof v === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }

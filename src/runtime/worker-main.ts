@@ -5,7 +5,8 @@ import { isStreamFunction } from "../api/define.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { StreamFunction } from "../api/types.js";
 import { SandboxOutbox, toErrorRecord } from "./sandbox-outbox.js";
-import { StreamRun, prefixedLogger } from "./stream-driver.js";
+import { LogRateLimit, streamLogger } from "./sandbox-log.js";
+import { StreamRun } from "./stream-driver.js";
 import type { ToSandbox } from "./protocol.js";
 import { connectSandboxPort } from "./sandbox-port.js";
 import { kOutputWindow } from "./protocol.js";
@@ -18,6 +19,7 @@ interface Live {
   unacked: number;
   outputs: number;
   resume: (() => void) | undefined;
+  logLimit: LogRateLimit;
 }
 
 const live = new Map<number, Live>();
@@ -48,7 +50,7 @@ try {
 outbox.send({ k: "ready", options: fn.options });
 
 function open(s: number, streamId: string): void {
-  const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, outputs: 0, resume: undefined };
+  const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, outputs: 0, resume: undefined, logLimit: new LogRateLimit() };
   const sink = {
     output(value: unknown): void | Promise<void> {
       entry.outputs++;
@@ -62,7 +64,12 @@ function open(s: number, streamId: string): void {
       outbox.pull(s, n);
     },
   };
-  entry.run = new StreamRun(init.functionName, streamId, sink, prefixedLogger(`[${init.functionName}/${streamId}]`));
+  // Lines logged after the stream ended (a timer the handler left behind) have nowhere to go.
+  const log = streamLogger(entry.logLimit, (l, m, x) => {
+    if (live.get(s) !== entry) return;
+    outbox.send(x > 0 ? { k: "log", s, l, m, t: Date.now(), x } : { k: "log", s, l, m, t: Date.now() });
+  });
+  entry.run = new StreamRun(init.functionName, streamId, sink, log);
   live.set(s, entry);
   entry.run.drive(fn, sink).then(
     () => finish(s, undefined),
@@ -115,7 +122,8 @@ function finish(s: number, e: ErrorRecord | undefined): void {
   const entry = live.get(s);
   if (!entry) return; // killed earlier: the router already ended it
   live.delete(s);
-  outbox.send(e ? { k: "done", s, e } : { k: "done", s });
+  const x = entry.logLimit.takeDropped();
+  outbox.send({ k: "done", s, ...(e ? { e } : {}), ...(x > 0 ? { x } : {}) });
 }
 
 port.onMessage((batch: ToSandbox[]) => {

@@ -4,16 +4,20 @@ import { serveDashboard } from "../dashboard/dashboard.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
-import type { FunctionPool, PoolObserver } from "../instances/pool.js";
 import { StreamfnMetrics } from "../metrics/metrics.js";
-import { Registry } from "../registry/registry.js";
+import { Registry, functionNameOf } from "../registry/registry.js";
 import { SpareThreads } from "../instances/spare-threads.js";
 import { kDefaultOptions } from "../api/options.js";
-import type { RegistryChange } from "../registry/registry.js";
 import { Router } from "../router/router.js";
 import type { RouterObserver } from "../router/router.js";
+import type { PoolObserver } from "../instances/pool.js";
 import { composePoolObservers, composeRouterObservers } from "./observers.js";
 import { buildStatus } from "./status.js";
+import { LogFollowers } from "../logs/log-followers.js";
+import { registerLogRoutes } from "../logs/log-routes.js";
+import { createServerLogger } from "./logger.js";
+import type { ServerLogger } from "./logger.js";
+import { instanceLogObserver, logRegistryChange, streamLogObserver } from "./server-log.js";
 
 export interface ServerOptions {
   /** Directory with one function per file. */
@@ -41,8 +45,11 @@ export interface ServerOptions {
   outputRetention?: number;
   /** On close, how long running streams get to finish. Default 5 000. */
   graceMs?: number;
-  /** Gets the server's log lines; default stdout. */
-  log?: (line: string) => void;
+  /**
+   * The server's structured log (see createServerLogger): JSON lines on stdout by default,
+   * readable lines when stdout is a TTY.
+   */
+  logger?: ServerLogger;
   /** Called with the router's stream events, next to the server's own metrics. */
   observer?: RouterObserver;
   /** Called with the pools' instance events, next to the server's own metrics. */
@@ -60,23 +67,22 @@ export class StreamfnServer {
   readonly gateway: Gateway;
   readonly metrics: StreamfnMetrics;
   readonly startedAt = Date.now();
+  readonly logger: ServerLogger;
+  /** Readers following `ctx.log` lines (the logs routes with ?follow=1). */
+  readonly logFollowers = new LogFollowers();
   readonly #options: ServerOptions;
-  readonly #log: (line: string) => void;
+  readonly #streamLog: ReturnType<typeof streamLogObserver>;
   #closing: Promise<void> | undefined;
 
   private constructor(options: ServerOptions) {
     this.#options = options;
-    this.#log = options.log ?? ((line) => console.log(line));
+    this.logger = options.logger ?? createServerLogger();
+    this.#streamLog = streamLogObserver(this.logger);
     // The metrics read router and registry state at scrape time, after both exist.
     this.metrics = new StreamfnMetrics({
       liveStreams: () => this.router.live(),
       functions: () => this.registry.functions(),
     });
-    const logExits: PoolObserver = {
-      instanceGone: (pool: FunctionPool, _instance, exit) => {
-        if (exit) this.#log(`streamfn: an instance of ${pool.functionName}@${pool.version} went away: ${exit.message}`);
-      },
-    };
     this.spares = new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
     this.registry = new Registry({
       spares: this.spares,
@@ -84,14 +90,15 @@ export class StreamfnServer {
       cacheDir: options.cacheDir,
       defaults: options.defaults,
       overrides: options.overrides,
-      observer: composePoolObservers(this.metrics.poolObserver, logExits, options.poolObserver),
+      observer: composePoolObservers(this.metrics.poolObserver, instanceLogObserver(this.logger), options.poolObserver),
     });
-    this.router = new Router(this.registry, composeRouterObservers(this.metrics.routerObserver, options.observer), {
+    this.router = new Router(this.registry, composeRouterObservers(this.metrics.routerObserver, this.#streamLog, this.logFollowers, options.observer), {
       endedRetentionMs: options.endedRetentionMs,
       outputRetention: options.outputRetention,
     });
     this.gateway = new Gateway(this.router, { token: options.token, pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(this.router, this.registry));
+    registerLogRoutes(this.gateway, this.router, this.registry, this.logFollowers);
     this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
@@ -108,9 +115,14 @@ export class StreamfnServer {
     try {
       // Watching starts before the first load so no edit falls in between; deploys are
       // serialized per function and a content hash already served is not deployed twice.
-      if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)));
-      const { failed } = await server.registry.loadAll();
-      for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
+      const logger = server.logger;
+      if (options.watch) server.registry.watch((change) => logRegistryChange(logger, change));
+      const { deployed, failed } = await server.registry.loadAll();
+      const versions = new Map(server.registry.functions().map((f) => [f.name, f.current?.version]));
+      for (const name of deployed) logger.info({ fn: name, version: versions.get(name) }, "deployed");
+      for (const f of failed) {
+        logger.error({ fn: functionNameOf(f.file), file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
+      }
       await new Promise<void>((resolve, reject) => {
         server.gateway.server.once("error", reject);
         server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
@@ -118,6 +130,10 @@ export class StreamfnServer {
           resolve();
         });
       });
+      logger.info(
+        { url: server.url, functions: server.registry.functions().filter((f) => f.current).map((f) => f.name), auth: options.token ? "token" : "none" },
+        "listening",
+      );
     } catch (err) {
       // Instances and the watcher started so far must not outlive a server that never listened.
       await server.registry.close();
@@ -140,30 +156,17 @@ export class StreamfnServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.router.close(this.#options.graceMs ?? 5_000);
+      this.logFollowers.close();
       await this.gateway.close();
       await this.registry.close();
       await this.spares.close();
+      this.#streamLog.close();
+      this.logger.info("stopped");
     })();
     return this.#closing;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-}
-
-function describeChange(change: RegistryChange): string {
-  switch (change.kind) {
-    case "deployed":
-      return `streamfn: deployed ${change.name}@${change.version} (${change.previous ? `replaces ${change.previous}` : "new function"})`;
-    case "removed":
-      return `streamfn: removed ${change.name}@${change.version} (its file is gone; running streams finish on it)`;
-    case "failed":
-      return (
-        `streamfn: ${change.error.code}: ${change.error.message}; ` +
-        (change.serving ? `still serving ${change.name}@${change.serving}` : "not serving it")
-      );
-    case "watch-stopped":
-      return `streamfn: ${change.error.code}: ${change.error.message}; functions keep serving, changes are no longer picked up`;
   }
 }

@@ -3,6 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StreamfnServer } from "../../src/server/server.js";
 import type { ServerOptions } from "../../src/server/server.js";
+import { createServerLogger } from "../../src/server/logger.js";
+
+/** One record of the server's log, as parsed from its JSON line. */
+export type LogRecordJson = Record<string, unknown> & { level: string; time: string; msg: string };
 
 export interface TestServer {
   server: StreamfnServer;
@@ -11,7 +15,10 @@ export interface TestServer {
   /** ws://127.0.0.1:port */
   wsUrl: string;
   dir: string;
-  logs: string[];
+  /** The server's log records so far, parsed. */
+  logs: LogRecordJson[];
+  /** The server's log as written: JSON lines. */
+  logText(): string;
   close(): Promise<void>;
 }
 
@@ -25,13 +32,22 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), "streamfn-test-"));
   for (const [file, source] of Object.entries(functions)) await writeFile(join(dir, file), source);
-  const logs: string[] = [];
+  const logs: LogRecordJson[] = [];
+  const lines: string[] = [];
+  const logger = createServerLogger({
+    destination: {
+      write(line: string) {
+        lines.push(line);
+        logs.push(JSON.parse(line) as LogRecordJson);
+      },
+    },
+  });
   const server = await StreamfnServer.start({
     functionsDir: dir,
     port: 0,
     host: "127.0.0.1",
     graceMs: 0,
-    log: (line) => logs.push(line),
+    logger,
     ...options,
   });
   const url = server.url;
@@ -41,6 +57,7 @@ export async function startTestServer(
     wsUrl: url.replace(/^http/, "ws"),
     dir,
     logs,
+    logText: () => lines.join(""),
     async close() {
       await server.close();
       await rm(dir, { recursive: true, force: true });

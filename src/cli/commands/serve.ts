@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import type { StreamFunctionOptions } from "../../api/types.js";
 import { StreamfnServer } from "../../server/server.js";
+import { HeldDestination, createServerLogger } from "../../server/logger.js";
 import { applySetting, parseCount, parsePort, readConfigFile } from "../config.js";
 import { collect, selfCommand, withExample } from "../util.js";
 
@@ -18,8 +19,17 @@ export function registerServe(program: Command): void {
     .option("--no-watch", "do not redeploy functions when their files change, appear or go")
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .action(async (dir: string, opts: ServeFlags) => {
-      const server = await startFromFlags(dir, opts);
+      // The server's own records of its start-up wait until the line for a person is out.
+      const serverLog = consoleLogger();
+      let server: StreamfnServer;
+      try {
+        server = await startFromFlags(dir, opts, { logger: serverLog.logger });
+      } catch (err) {
+        serverLog.release(); // a server that did not start still shows what it logged before its error
+        throw err;
+      }
       announce(server, Date.now() - server.startedAt);
+      serverLog.release();
       stopOnSignals(server);
     });
   withExample(cmd, "streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000");
@@ -53,6 +63,17 @@ export async function startFromFlags(dir: string, opts: ServeFlags, extra: Parti
     spareThreads: opts.spareThreads,
     ...extra,
   });
+}
+
+/**
+ * The server log on stdout for a console: JSON lines, or readable coloured lines on a TTY,
+ * held back until `release()` so the start-up line comes first.
+ */
+export function consoleLogger(): { logger: ReturnType<typeof createServerLogger>; release(): void } {
+  const held = new HeldDestination(process.stdout);
+  const tty = process.stdout.isTTY === true;
+  const logger = createServerLogger({ destination: held, pretty: tty, color: tty && !process.env.NO_COLOR });
+  return { logger, release: () => held.release() };
 }
 
 /** The one start-up line: where the server listens and how to send a first stream. */
