@@ -1,7 +1,7 @@
 // The control API over a real server: upload, inspect, retire functions; list and cancel streams.
 import { strict as assert } from "node:assert";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -97,6 +97,23 @@ describe("uploading functions (PUT /v1/functions/:name)", () => {
     assert.deepEqual(await roundTrip(f.c, "c"), { v: "forced", e: "c" });
     f.c.end();
     await f.c.waitEnd();
+  });
+
+  it("resolves the npm packages an upload imports from the functions directory upwards", async () => {
+    const pkg = join(t.dir, "node_modules", "greeter");
+    await mkdir(pkg, { recursive: true });
+    await writeFile(join(pkg, "package.json"), JSON.stringify({ name: "greeter", type: "module", main: "index.js" }));
+    await writeFile(join(pkg, "index.js"), `export const greet = (x) => "hello " + x;`);
+    const source = fnSource(
+      `{ async *handler(events) { for await (const e of events) yield { e, said: greet(e) }; } }`,
+      `import { greet } from "greeter";`,
+    );
+    const res = await put(t, "greets", source);
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const s = await openStream(t.url, "greets");
+    assert.deepEqual(await roundTrip(s.c, "you"), { e: "you", said: "hello you" });
+    s.c.end();
+    await s.c.waitEnd();
   });
 
   it("lets a stream running on v1 finish on v1 while new streams get v2", async () => {
