@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { StreamfnError } from "../api/errors.js";
@@ -75,12 +75,17 @@ export async function buildFunction(
     const messages = (err as { errors?: esbuild.Message[] }).errors ?? [];
     const text = messages.length
       ? messages
-          .map((m) => `${m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : ""}${m.text}`)
+          .map((m) => `${m.location ? `${locationName(m.location.file, input)}:${m.location.line}:${m.location.column}: ` : ""}${m.text}`)
           .join("; ")
       : String(err);
     throw new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: bundling ${from} failed: ${text}`, { cause: err });
   }
   return result.outputFiles[0]!.contents;
+}
+
+/** esbuild names source given in memory relative to the working directory; the name it was given reads better. */
+function locationName(file: string, input: string | SourceInput): string {
+  return typeof input !== "string" && resolve(file) === input.sourcefile ? input.sourcefile : file;
 }
 
 /**
