@@ -124,6 +124,11 @@ describe("streamfn deploy / ls / streams / cancel / rm / status (real processes)
     assert.match(missing.stderr, /^streamfn: INVALID_REQUEST: cannot read .*nope\.ts: ENOENT/m);
     const unnamed = await streamfn(["deploy", join(src, "README.md"), "--to", t.url]);
     assert.match(unnamed.stderr, /README\.md is not a function file name .*give --name/);
+    const badName = await streamfn(["deploy", join(src, "alpha.ts"), "--name", "bad.name", "--to", t.url]);
+    assert.equal(badName.code, 1);
+    assert.match(badName.stderr, /^streamfn: INVALID_REQUEST: function name "bad\.name" is not allowed/m);
+    const nameForDir = await streamfn(["deploy", src, "--name", "x", "--to", t.url]);
+    assert.match(nameForDir.stderr, /--name names a single file's function/);
     const nowhere = await streamfn(["deploy", src, "--to", "http://127.0.0.1:1"]);
     assert.equal(nowhere.code, 1);
     assert.match(nowhere.stderr, /^streamfn: INTERNAL: cannot reach the server at http:\/\/127\.0\.0\.1:1/m);

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import { mediaType, readBody, sendJson } from "../gateway/http-util.js";
-import { isFunctionName } from "../registry/registry.js";
+import { assertFunctionName } from "../registry/registry.js";
 import type { Registry, UploadKind } from "../registry/registry.js";
 import type { FunctionStatus, ServerStatus } from "../server/status.js";
 import type { ControlAccess } from "./access.js";
@@ -72,12 +72,7 @@ export async function uploadFunction(
   name: string,
 ): Promise<void> {
   deps.access.assertMayChange(`uploading function ${name}`);
-  if (!isFunctionName(name)) {
-    throw new StreamfnError(
-      "INVALID_REQUEST",
-      `function name ${JSON.stringify(name.slice(0, 80))} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit`,
-    );
-  }
+  assertFunctionName(name);
   const kind = uploadKind(req, url);
   const body = await readBody(req, res, kMaxUploadBytes, (bytes) =>
     new StreamfnError("FUNCTION_TOO_LARGE", `the upload of ${name} has ${bytes} bytes; at most ${kMaxUploadBytes} (16 MiB) are taken`),

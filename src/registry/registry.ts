@@ -56,11 +56,21 @@ const kFunctionExtensions = [".ts", ".mts", ".js", ".mjs"];
 /** Uploaded functions are stored as `<name>.ts` or `<name>.mjs` under `<dir>/.streamfn/deployed`. */
 const kUploadExtension: Record<UploadKind, string> = { ts: ".ts", js: ".mjs" };
 
+const kSkip = /(\.d\.ts|\.test\.[a-z]+|\.spec\.[a-z]+)$/;
+
 /** The rule for function names: 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit. */
 export function isFunctionName(name: string): boolean {
   return kFunctionName.test(name);
 }
-const kSkip = /(\.d\.ts|\.test\.[a-z]+|\.spec\.[a-z]+)$/;
+
+/** Throws INVALID_REQUEST naming the rule, for a name the registry would never serve. */
+export function assertFunctionName(name: string): void {
+  if (isFunctionName(name)) return;
+  throw new StreamfnError(
+    "INVALID_REQUEST",
+    `function name ${JSON.stringify(name.slice(0, 80))} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit`,
+  );
+}
 
 /** True for file names the registry serves as functions: `name.ts` → function `name`. */
 export function functionNameOf(file: string): string | undefined {
@@ -151,7 +161,11 @@ export class Registry implements FunctionCatalog {
    * Code that fails leaves the version before it serving, and its stored copy untouched.
    */
   upload(name: string, contents: string, kind: UploadKind): Promise<{ version: string; previous: string | undefined }> {
-    if (!isFunctionName(name)) return Promise.reject(invalidName(name));
+    try {
+      assertFunctionName(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#serial(name, () => this.#deployUpload(name, contents, kind, true));
   }
 
@@ -161,7 +175,11 @@ export class Registry implements FunctionCatalog {
    * (it is served again at the next restart, or when it changes while watched).
    */
   retire(name: string): Promise<{ version: string | undefined; removedUpload: boolean; directoryFile: string | undefined }> {
-    if (!isFunctionName(name)) return Promise.reject(invalidName(name));
+    try {
+      assertFunctionName(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#serial(name, async () => {
       let removedUpload = false;
       for (const ext of Object.values(kUploadExtension)) {
@@ -398,13 +416,6 @@ async function uploadedEntries(dir: string): Promise<string[]> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot read uploaded functions in ${dir}: ${(err as Error).message}`);
   }
-}
-
-function invalidName(name: string): StreamfnError {
-  return new StreamfnError(
-    "INVALID_REQUEST",
-    `function name ${JSON.stringify(name.slice(0, 80))} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit`,
-  );
 }
 
 async function isFile(path: string): Promise<boolean> {

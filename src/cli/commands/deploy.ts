@@ -3,7 +3,7 @@ import { basename, join, resolve } from "node:path";
 import type { Command } from "commander";
 import { StreamfnError } from "../../api/errors.js";
 import { buildFunction } from "../../registry/bundler.js";
-import { functionNameOf, isFunctionName } from "../../registry/registry.js";
+import { assertFunctionName, functionNameOf } from "../../registry/registry.js";
 import { callServer } from "../client.js";
 import type { ServerTarget } from "../client.js";
 import { formatKiB, progress, progressDone, renderTable } from "../format.js";
@@ -72,9 +72,7 @@ async function functionFiles(path: string, name: string | undefined): Promise<{ 
       `${basename(full)} is not a function file name (name.ts, .mts, .js or .mjs; 1-64 characters of A-Z a-z 0-9 _ -); give --name`,
     );
   }
-  if (!isFunctionName(fnName)) {
-    throw new StreamfnError("INVALID_REQUEST", `--name ${JSON.stringify(fnName)} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit`);
-  }
+  assertFunctionName(fnName);
   return [{ file: full, name: fnName }];
 }
 
