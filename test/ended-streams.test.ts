@@ -79,3 +79,22 @@ describe("ended streams keep their ctx.log lines within a global bound", () => {
     assert.deepEqual(ended.keptLogs, { lines: 0, chars: 0 });
   });
 });
+
+describe("reading ended streams", () => {
+  it("lists the entries under a prefix newest first, skipping expired ones and other prefixes", () => {
+    const ended = new EndedStreams(60_000, 100);
+    const now = Date.now();
+    ended.add("f\nold", { ...end, endedAt: now - 120_000 });
+    ended.add("f\na", { ...end, endedAt: now - 2 });
+    ended.add("g\nx", { ...end, endedAt: now - 1 });
+    ended.add("f\nb", { ...end, endedAt: now, status: "failed" });
+    assert.deepEqual(
+      ended.newestFirst("f\n").map(([key, e]) => [key, e.status]),
+      [
+        ["f\nb", "failed"],
+        ["f\na", "completed"],
+      ],
+    );
+    assert.deepEqual(ended.newestFirst().map(([key]) => key), ["f\nb", "g\nx", "f\na"]);
+  });
+});

@@ -185,9 +185,9 @@ describe("HTTP: a whole stream as one NDJSON request", () => {
     });
     assert.equal(form.status, 415);
     assert.equal(form.body.error!.code, "UNSUPPORTED_MEDIA_TYPE");
-    const get = await call(`${t.url}/v1/functions/echo/streams`);
-    assert.equal(get.status, 405);
-    assert.equal(get.headers.get("allow"), "POST, PUT");
+    const del = await call(`${t.url}/v1/functions/echo/streams`, { method: "DELETE" });
+    assert.equal(del.status, 405);
+    assert.equal(del.headers.get("allow"), "GET, POST, PUT");
     const done = await call(`${t.url}/v1/functions/echo/streams/n1`, {
       method: "POST",
       headers: { "content-type": "application/x-ndjson" },

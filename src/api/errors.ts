@@ -18,10 +18,14 @@ export const ErrorCodes = {
   METHOD_NOT_ALLOWED: { status: 405, retryable: false },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   UNAUTHORIZED: { status: 401, retryable: false },
+  FORBIDDEN: { status: 403, retryable: false },
+  FUNCTION_TOO_LARGE: { status: 413, retryable: false },
   // the stream's state forbids it
   STREAM_ENDED: { status: 409, retryable: false },
   STREAM_INPUT_ENDED: { status: 409, retryable: false },
   STREAM_BUSY: { status: 409, retryable: false },
+  // an operator cancelled the stream (control API); in end records
+  STREAM_CANCELLED: { status: 409, retryable: false },
   // a subscriber asked for outputs that are no longer kept (see outputRetention)
   OUTPUTS_EXPIRED: { status: 410, retryable: false },
   // limits and capacity: retry later
@@ -40,6 +44,8 @@ export const ErrorCodes = {
   FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
   INVALID_FUNCTION: { status: 500, retryable: false },
   INVALID_OPTIONS: { status: 400, retryable: false },
+  // an uploaded function did not bundle or did not pass its check; the version before keeps serving
+  DEPLOY_FAILED: { status: 422, retryable: false },
   INTERNAL: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 

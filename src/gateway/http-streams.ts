@@ -45,13 +45,14 @@ export function createHttpStreams(router: Router, catalog: FunctionCatalog): Str
           sendJson(res, 200, streamStatus(router, catalog, route.functionName, route.streamId));
           return;
         }
+        // GET .../streams (the list) and DELETE .../streams/:id (cancel) are control routes.
         throw notAllowed(
           res,
-          route.streamId === undefined ? "POST, PUT" : "GET, POST, PUT",
+          route.streamId === undefined ? "GET, POST, PUT" : "GET, POST, PUT, DELETE",
           method,
           route.streamId === undefined
-            ? "open a stream with POST (NDJSON body) or a WebSocket upgrade"
-            : "GET reads the status, POST streams an NDJSON body",
+            ? "open a stream with POST (NDJSON body) or a WebSocket upgrade; GET lists the function's streams"
+            : "GET reads the status, POST streams an NDJSON body, DELETE cancels the stream",
         );
       case "events":
         if (method !== "POST") throw notAllowed(res, "POST", method, "events are posted");

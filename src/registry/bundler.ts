@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { StreamfnError } from "../api/errors.js";
@@ -14,17 +14,44 @@ export interface Bundle {
   path: string;
 }
 
+/** Source held in memory (an uploaded function), bundled as if it were the file `sourcefile`. */
+export interface SourceInput {
+  contents: string;
+  /** The name the source goes by in the bundle's source map and in error messages. */
+  sourcefile: string;
+  /** Where its relative imports resolve from. */
+  resolveDir: string;
+  loader: "ts" | "js";
+}
+
+export interface BuildSettings {
+  /**
+   * Keep `import "streamfn"` an import instead of bundling our API in: for a bundle made on
+   * one machine (`streamfn deploy`) and bundled again by the server that runs it, which then
+   * links it to its own API.
+   */
+  apiExternal?: boolean;
+}
+
 /**
- * Bundles one function file with esbuild. Its own sources (TypeScript included) are bundled;
- * npm packages stay imports, resolved at run time from the function's directory, so native
- * packages (sharp) work. The bundle is written next to the functions, where those imports
- * resolve exactly as they would from the source file.
+ * Bundles one function with esbuild. Its own sources (TypeScript included) are bundled; npm
+ * packages stay imports, resolved at run time from where the bundle is written, so native
+ * packages (sharp) work.
  */
-export async function bundleFunction(file: string, name: string, outDir: string): Promise<Bundle> {
+export async function buildFunction(
+  input: string | SourceInput,
+  name: string,
+  settings: BuildSettings = {},
+): Promise<Uint8Array> {
+  const from = typeof input === "string" ? input : input.sourcefile;
+  const entry: esbuild.BuildOptions =
+    typeof input === "string"
+      ? { entryPoints: [input] }
+      : { stdin: { contents: input.contents, sourcefile: input.sourcefile, resolveDir: input.resolveDir, loader: input.loader } };
   let result: esbuild.BuildResult<{ write: false }>;
   try {
     result = await esbuild.build({
-      entryPoints: [file],
+      ...entry,
       bundle: true,
       write: false,
       platform: "node",
@@ -37,7 +64,9 @@ export async function bundleFunction(file: string, name: string, outDir: string)
         {
           name: "streamfn-api",
           setup(build: esbuild.PluginBuild) {
-            build.onResolve({ filter: /^streamfn$/ }, () => ({ path: kApiEntry }));
+            build.onResolve({ filter: /^streamfn$/ }, () =>
+              settings.apiExternal ? { path: "streamfn", external: true } : { path: kApiEntry },
+            );
           },
         },
       ],
@@ -46,12 +75,25 @@ export async function bundleFunction(file: string, name: string, outDir: string)
     const messages = (err as { errors?: esbuild.Message[] }).errors ?? [];
     const text = messages.length
       ? messages
-          .map((m) => `${m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : ""}${m.text}`)
+          .map((m) => `${m.location ? `${locationName(m.location.file, input)}:${m.location.line}:${m.location.column}: ` : ""}${m.text}`)
           .join("; ")
       : String(err);
-    throw new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: bundling ${file} failed: ${text}`, { cause: err });
+    throw new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: bundling ${from} failed: ${text}`, { cause: err });
   }
-  const code = result.outputFiles[0]!.contents;
+  return result.outputFiles[0]!.contents;
+}
+
+/** esbuild names source given in memory relative to the working directory; the name it was given reads better. */
+function locationName(file: string, input: string | SourceInput): string {
+  return typeof input !== "string" && resolve(file) === input.sourcefile ? input.sourcefile : file;
+}
+
+/**
+ * Bundles one function (a file, or source in memory) and writes the bundle to `outDir`, next
+ * to the functions, where its npm imports resolve exactly as they would from the source file.
+ */
+export async function bundleFunction(input: string | SourceInput, name: string, outDir: string): Promise<Bundle> {
+  const code = await buildFunction(input, name);
   const version = createHash("sha256").update(code).digest("hex").slice(0, 12);
   await mkdir(outDir, { recursive: true });
   const path = join(outDir, `${name}.${version}.mjs`);

@@ -1,4 +1,4 @@
-import { readdir, stat, unlink } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
@@ -8,7 +8,7 @@ import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
 import { bundleFunction } from "./bundler.js";
-import type { Bundle } from "./bundler.js";
+import type { Bundle, SourceInput } from "./bundler.js";
 import { probeFunction } from "./probe.js";
 import { DirectoryWatcher } from "./watcher.js";
 
@@ -25,9 +25,17 @@ export interface RegistryOptions {
   spares?: SpareThreads;
 }
 
+/** Where a function's code comes from: a file in the served directory, or an upload (control API). */
+export type FunctionSource = "file" | "uploaded";
+
+/** The language of an uploaded function: TypeScript source, or a JavaScript ES module (a bundle, say). */
+export type UploadKind = "ts" | "js";
+
 export interface DeployedFunction {
   name: string;
+  /** The file its current version was built from (for an upload: its stored copy). */
   file: string;
+  source: FunctionSource;
   /** The version new streams get; undefined once the function's file is gone (its versions still drain). */
   current: FunctionPool | undefined;
   /** Older versions still finishing their streams. */
@@ -42,8 +50,27 @@ export type RegistryChange =
   /** The directory can no longer be watched (it was deleted or moved); functions keep serving. */
   | { kind: "watch-stopped"; error: StreamfnError };
 
+const kFunctionName = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const kFunctionFile = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(ts|mts|js|mjs)$/;
+const kFunctionExtensions = [".ts", ".mts", ".js", ".mjs"];
+/** Uploaded functions are stored as `<name>.ts` or `<name>.mjs` under `<dir>/.streamfn/deployed`. */
+const kUploadExtension: Record<UploadKind, string> = { ts: ".ts", js: ".mjs" };
+
 const kSkip = /(\.d\.ts|\.test\.[a-z]+|\.spec\.[a-z]+)$/;
+
+/** The rule for function names: 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit. */
+export function isFunctionName(name: string): boolean {
+  return kFunctionName.test(name);
+}
+
+/** Throws INVALID_REQUEST naming the rule, for a name the registry would never serve. */
+export function assertFunctionName(name: string): void {
+  if (isFunctionName(name)) return;
+  throw new StreamfnError(
+    "INVALID_REQUEST",
+    `function name ${JSON.stringify(name.slice(0, 80))} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit`,
+  );
+}
 
 /** True for file names the registry serves as functions: `name.ts` → function `name`. */
 export function functionNameOf(file: string): string | undefined {
@@ -60,6 +87,8 @@ export function functionNameOf(file: string): string | undefined {
 export class Registry implements FunctionCatalog {
   readonly dir: string;
   readonly cacheDir: string;
+  /** Where uploaded functions are kept, so they are served again after a restart. */
+  readonly uploadDir: string;
   /** Bundles being deployed right now: not to be deleted by a version that drains meanwhile. */
   readonly #loading = new Set<string>();
   readonly #functions = new Map<string, DeployedFunction>();
@@ -73,6 +102,7 @@ export class Registry implements FunctionCatalog {
     this.#options = options;
     this.dir = resolve(options.dir);
     this.cacheDir = options.cacheDir ? resolve(options.cacheDir) : join(this.dir, ".streamfn");
+    this.uploadDir = join(this.dir, ".streamfn", "deployed");
     for (const [name, o] of Object.entries(options.overrides ?? {})) validateOptions(o, `overrides for ${name}`);
     validateOptions(options.defaults, "server defaults");
   }
@@ -86,7 +116,11 @@ export class Registry implements FunctionCatalog {
     return [...this.#functions.values()];
   }
 
-  /** Deploys every function file in the directory. A file that fails is reported, the rest still load. */
+  /**
+   * Deploys every function file in the directory, then the uploaded functions kept from
+   * earlier runs (an upload replaces a file of the same name, as it did when it was made).
+   * A file that fails is reported, the rest still load.
+   */
   async loadAll(): Promise<{ deployed: string[]; failed: { file: string; error: StreamfnError }[] }> {
     let entries: string[];
     try {
@@ -105,7 +139,68 @@ export class Registry implements FunctionCatalog {
         failed.push({ file, error: asStreamfnError(err) });
       }
     }
+    for (const entry of await uploadedEntries(this.uploadDir)) {
+      const name = functionNameOf(entry)!;
+      const file = join(this.uploadDir, entry);
+      try {
+        const contents = await readFile(file, "utf8");
+        const kind: UploadKind = /\.m?ts$/.test(entry) ? "ts" : "js";
+        await this.#serial(name, () => this.#deployUpload(name, contents, kind, false));
+        deployed.push(name);
+      } catch (err) {
+        failed.push({ file, error: asStreamfnError(err) });
+      }
+    }
     return { deployed, failed };
+  }
+
+  /**
+   * Deploys uploaded code as the next version of `name`, exactly as a changed file is: bundled,
+   * checked in a throwaway sandbox, then new streams go to it while running ones finish on
+   * theirs. It is stored under `uploadDir` (only once it passed) so a restart serves it again.
+   * Code that fails leaves the version before it serving, and its stored copy untouched.
+   */
+  upload(name: string, contents: string, kind: UploadKind): Promise<{ version: string; previous: string | undefined }> {
+    try {
+      assertFunctionName(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#serial(name, () => this.#deployUpload(name, contents, kind, true));
+  }
+
+  /**
+   * Retires a function: no new streams, running ones finish on their version. Its uploaded copy
+   * is deleted so a restart does not bring it back; a file of that name in the directory stays
+   * (it is served again at the next restart, or when it changes while watched).
+   */
+  retire(name: string): Promise<{ version: string | undefined; removedUpload: boolean; directoryFile: string | undefined }> {
+    try {
+      assertFunctionName(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#serial(name, async () => {
+      let removedUpload = false;
+      for (const ext of Object.values(kUploadExtension)) {
+        try {
+          await unlink(join(this.uploadDir, name + ext));
+          removedUpload = true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        }
+      }
+      const version = this.current(name)?.version;
+      if (version === undefined && !removedUpload) {
+        throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${name}"`);
+      }
+      this.remove(name);
+      let directoryFile: string | undefined;
+      for (const ext of kFunctionExtensions) {
+        if (await isFile(join(this.dir, name + ext))) directoryFile ??= join(this.dir, name + ext);
+      }
+      return { version, removedUpload, directoryFile };
+    });
   }
 
   /** Bundles and deploys one file. New streams go to the new version; running ones finish on theirs. */
@@ -188,6 +283,8 @@ export class Registry implements FunctionCatalog {
     const previous = this.#functions.get(name)?.current?.version;
     try {
       if (!(await isFile(file))) {
+        // An upload of the same name serves in place of the file: the file going does not take it away.
+        if (this.#functions.get(name)?.file !== file) return;
         if (previous !== undefined && this.remove(name)) onChange({ kind: "removed", name, version: previous });
         return;
       }
@@ -205,15 +302,63 @@ export class Registry implements FunctionCatalog {
     const bundle = await bundleFunction(file, name, this.cacheDir);
     this.#loading.add(bundle.path);
     try {
-      return await this.#activate(name, file, bundle);
+      return await this.#activate(name, file, "file", bundle);
     } finally {
       this.#loading.delete(bundle.path);
     }
   }
 
-  async #activate(name: string, file: string, bundle: Bundle): Promise<DeployedFunction> {
+  async #deployUpload(
+    name: string,
+    contents: string,
+    kind: UploadKind,
+    store: boolean,
+  ): Promise<{ version: string; previous: string | undefined }> {
+    if (this.#closed) throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry is closed`);
+    const stored = join(this.uploadDir, name + kUploadExtension[kind]);
+    // Bundled from memory under the stored copy's name: the same upload makes the same version,
+    // before and after a restart, and a failing one never touches the copy that serves.
+    const input: SourceInput = { contents, sourcefile: stored, resolveDir: this.uploadDir, loader: kind };
+    const previous = this.current(name)?.version;
+    const bundle = await bundleFunction(input, name, this.cacheDir);
+    this.#loading.add(bundle.path);
+    try {
+      const persist = store ? () => this.#storeUpload(name, kind, contents) : undefined;
+      const fn = await this.#activate(name, stored, "uploaded", bundle, persist);
+      return { version: fn.current!.version, previous };
+    } finally {
+      this.#loading.delete(bundle.path);
+    }
+  }
+
+  /** Writes the stored copy whole (write, then rename) and drops one of the other kind. */
+  async #storeUpload(name: string, kind: UploadKind, contents: string): Promise<void> {
+    await mkdir(this.uploadDir, { recursive: true });
+    const path = join(this.uploadDir, name + kUploadExtension[kind]);
+    const partial = `${path}.${process.pid}.partial`;
+    await writeFile(partial, contents);
+    await rename(partial, path);
+    for (const [other, ext] of Object.entries(kUploadExtension)) {
+      if (other !== kind) await unlink(join(this.uploadDir, name + ext)).catch(() => {});
+    }
+  }
+
+  /**
+   * Serves `bundle` as the current version. `beforeSwitch` runs once the version has loaded
+   * and before streams go to it; if it throws, the new version is dropped.
+   */
+  async #activate(
+    name: string,
+    file: string,
+    source: FunctionSource,
+    bundle: Bundle,
+    beforeSwitch?: () => Promise<void>,
+  ): Promise<DeployedFunction> {
     const existing = this.#functions.get(name);
-    if (existing?.current?.version === bundle.version) return existing;
+    if (existing?.current?.version === bundle.version) {
+      await beforeSwitch?.();
+      return existing;
+    }
     // Code the operator marked for process isolation is not loaded into a thread even to be checked.
     const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
     const own = await probeFunction(bundle.path, name, probeKind);
@@ -221,6 +366,7 @@ export class Registry implements FunctionCatalog {
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
     try {
       await pool.warm();
+      await beforeSwitch?.();
     } catch (err) {
       await pool.close();
       throw err;
@@ -230,10 +376,11 @@ export class Registry implements FunctionCatalog {
       throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry closed while it loaded`);
     }
     // Looked up again: the function may have been removed while this version loaded.
-    const fn: DeployedFunction = this.#functions.get(name) ?? { name, file, current: undefined, retiring: new Set() };
+    const fn: DeployedFunction = this.#functions.get(name) ?? { name, file, source, current: undefined, retiring: new Set() };
     const old = fn.current;
     fn.current = pool;
     fn.file = file;
+    fn.source = source;
     this.#functions.set(name, fn);
     if (old) this.#retire(fn, old);
     return fn;
@@ -258,6 +405,16 @@ export class Registry implements FunctionCatalog {
       if (!this.#bundleInUse(pool.bundlePath)) void unlink(pool.bundlePath).catch(() => {});
     };
     pool.drain();
+  }
+}
+
+/** The stored uploads, sorted; none when the folder does not exist yet. */
+async function uploadedEntries(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((e) => functionNameOf(e) !== undefined).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot read uploaded functions in ${dir}: ${(err as Error).message}`);
   }
 }
 

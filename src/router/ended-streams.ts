@@ -95,6 +95,22 @@ export class EndedStreams {
     return e;
   }
 
+  /**
+   * The entries still within retention whose key starts with `prefix`, newest first (by
+   * when they ended), each with its key. A snapshot: adding or evicting later does not change it.
+   */
+  newestFirst(prefix = ""): [string, EndedStream][] {
+    const now = Date.now();
+    const out: [string, EndedStream][] = [];
+    const all = [...this.#entries];
+    for (let i = all.length - 1; i >= 0; i--) {
+      const [key, e] = all[i]!;
+      if (now - e.endedAt > this.retentionMs) continue;
+      if (key.startsWith(prefix)) out.push([key, e]);
+    }
+    return out;
+  }
+
   get size(): number {
     return this.#entries.size;
   }

@@ -104,6 +104,12 @@ export class Router {
     return this.#ended.get(keyOf(functionName, streamId));
   }
 
+  /** The remembered ended streams of one function, newest first, with their ids. */
+  endedOf(functionName: string): { streamId: string; ended: EndedStream }[] {
+    const prefix = keyOf(functionName, "");
+    return this.#ended.newestFirst(prefix).map(([key, ended]) => ({ streamId: key.slice(prefix.length), ended }));
+  }
+
   /**
    * Opens a new stream (or throws: unknown function, ended id, busy id, capacity). With no
    * `streamId` the platform names it. The stream takes a slot now, or waits for one.

@@ -1,5 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { StreamFunctionOptions } from "../api/types.js";
+import { isLoopbackHost } from "../control/access.js";
+import { registerControl } from "../control/control.js";
 import { serveDashboard } from "../dashboard/dashboard.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
@@ -27,6 +29,12 @@ export interface ServerOptions {
   /** Default 127.0.0.1. */
   host?: string;
   token?: string;
+  /**
+   * Whether other machines can reach the server. If so and there is no `token`, the control
+   * API refuses changes (uploading a function runs its code here). Default: unless `host` is a
+   * loopback address; set it for a loopback server that a proxy makes reachable.
+   */
+  exposed?: boolean;
   /**
    * Worker threads kept booted for the next cold starts (default 1; 0: none). Each holds a few
    * MiB and no CPU; a cold start on one skips booting Node in a thread.
@@ -102,6 +110,14 @@ export class StreamfnServer {
     this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
+    registerControl(this.gateway, {
+      registry: this.registry,
+      router: this.router,
+      status: () => buildStatus(this),
+      token: options.token,
+      exposed: options.exposed ?? !isLoopbackHost(options.host ?? "127.0.0.1"),
+      logger: this.logger,
+    });
     this.gateway.route("GET", "/metrics", async (_req, res) => {
       const text = await this.metrics.render();
       res.writeHead(200, { "content-type": this.metrics.contentType, "content-length": Buffer.byteLength(text) });

@@ -1,4 +1,5 @@
 import type { FunctionPool } from "../instances/pool.js";
+import type { FunctionSource } from "../registry/registry.js";
 import type { StreamfnServer } from "./server.js";
 
 export interface InstanceStatus {
@@ -26,6 +27,8 @@ export interface VersionStatus {
 export interface FunctionStatus {
   name: string;
   file: string;
+  /** `file`: a file in the served directory; `uploaded`: through the control API. */
+  source: FunctionSource;
   /** The version new streams get; null once the file is gone and the function only drains. */
   version: string | null;
   options: FunctionPool["options"] | null;
@@ -88,6 +91,7 @@ export function buildStatus(server: StreamfnServer): ServerStatus {
     return {
       name: fn.name,
       file: fn.file,
+      source: fn.source,
       version: fn.current?.version ?? null,
       options: fn.current?.options ?? null,
       liveStreams: versions.reduce((n, v) => n + v.liveStreams, 0),
