@@ -1,12 +1,24 @@
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { StreamfnError } from "../api/errors.js";
 
 /** Our own public entry: a function's `import "streamfn"` is bundled against it. */
 const kApiEntry = fileURLToPath(new URL("../api/index.js", import.meta.url));
+/** Our own compiled sources: bundled into functions, but never the user's to watch. */
+const kOwnDir = dirname(dirname(kApiEntry)) + sep;
+
+export interface Build {
+  /** A short content hash: the version of the function. */
+  version: string;
+  code: Uint8Array;
+  /** The user's source files the bundle was made from (absolute; no node_modules, none of ours). */
+  inputs: string[];
+  /** Whether the file has a default export (a stream function must be one). */
+  hasDefaultExport: boolean;
+}
 
 export interface Bundle {
   /** A short content hash: the version of the function. */
@@ -15,18 +27,20 @@ export interface Bundle {
 }
 
 /**
- * Bundles one function file with esbuild. Its own sources (TypeScript included) are bundled;
- * npm packages stay imports, resolved at run time from the function's directory, so native
- * packages (sharp) work. The bundle is written next to the functions, where those imports
- * resolve exactly as they would from the source file.
+ * Bundles one function file with esbuild, in memory. Its own sources (TypeScript included) are
+ * bundled; npm packages stay imports, resolved at run time from the function's directory, so
+ * native packages (sharp) work. The metafile says which files went in, for watching.
  */
-export async function bundleFunction(file: string, name: string, outDir: string): Promise<Bundle> {
-  let result: esbuild.BuildResult<{ write: false }>;
+export async function buildFunction(file: string, name: string): Promise<Build> {
+  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
+  const workingDir = process.cwd();
   try {
     result = await esbuild.build({
       entryPoints: [file],
       bundle: true,
       write: false,
+      metafile: true,
+      absWorkingDir: workingDir,
       platform: "node",
       format: "esm",
       target: "node20",
@@ -53,8 +67,27 @@ export async function bundleFunction(file: string, name: string, outDir: string)
   }
   const code = result.outputFiles[0]!.contents;
   const version = createHash("sha256").update(code).digest("hex").slice(0, 12);
+  const inputs = Object.keys(result.metafile.inputs)
+    // Other namespaces (`ns:path`) are not files on disk.
+    .filter((p) => !/^[a-z-]+:/.test(p) || /^[A-Za-z]:[\\/]/.test(p))
+    .map((p) => resolve(workingDir, p))
+    .filter((p) => !p.startsWith(kOwnDir) && !p.split(/[\\/]/).includes("node_modules"));
+  const output = Object.values(result.metafile.outputs)[0];
+  return { version, code, inputs, hasDefaultExport: output?.exports.includes("default") ?? false };
+}
+
+/**
+ * Writes a build next to the functions, where its package imports resolve exactly as they
+ * would from the source file.
+ */
+export async function writeBundle(build: Build, name: string, outDir: string): Promise<Bundle> {
   await mkdir(outDir, { recursive: true });
-  const path = join(outDir, `${name}.${version}.mjs`);
-  await writeFile(path, code);
-  return { version, path };
+  const path = join(outDir, `${name}.${build.version}.mjs`);
+  await writeFile(path, build.code);
+  return { version: build.version, path };
+}
+
+/** Bundles one function file and writes the bundle into `outDir`. */
+export async function bundleFunction(file: string, name: string, outDir: string): Promise<Bundle> {
+  return writeBundle(await buildFunction(file, name), name, outDir);
 }

@@ -109,7 +109,8 @@ export class StreamfnServer {
       // Watching starts before the first load so no edit falls in between; deploys are
       // serialized per function and a content hash already served is not deployed twice.
       if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)));
-      const { failed } = await server.registry.loadAll();
+      const { failed, skipped } = await server.registry.loadAll();
+      for (const f of skipped) server.#log(`streamfn: ${f.message}`);
       for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
       await new Promise<void>((resolve, reject) => {
         server.gateway.server.once("error", reject);
@@ -163,6 +164,8 @@ function describeChange(change: RegistryChange): string {
         `streamfn: ${change.error.code}: ${change.error.message}; ` +
         (change.serving ? `still serving ${change.name}@${change.serving}` : "not serving it")
       );
+    case "skipped":
+      return `streamfn: ${change.message}`;
     case "watch-stopped":
       return `streamfn: ${change.error.code}: ${change.error.message}; functions keep serving, changes are no longer picked up`;
   }
