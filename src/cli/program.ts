@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { registerDev } from "./commands/dev.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
 
@@ -7,6 +8,7 @@ export function buildProgram(): Command {
   const program = new Command();
   program.name("streamfn").description("Serve and call stream functions").showHelpAfterError();
   registerServe(program);
+  registerDev(program);
   registerSend(program);
   return program;
 }

@@ -91,6 +91,7 @@ export class Registry implements FunctionCatalog {
   readonly #deploying = new Map<string, Promise<unknown>>();
   #watcher: InputWatcher | undefined;
   readonly #sources = new Map<string, SourceFile>();
+  #onPath: ((path: string) => void) | undefined;
   #closed = false;
 
   constructor(options: RegistryOptions) {
@@ -182,8 +183,9 @@ export class Registry implements FunctionCatalog {
    * fails to load leaves the version before it serving); a deleted function file is removed.
    * Each burst of writes to a file is handled once, ~100 ms after it settles.
    */
-  watch(onChange: (change: RegistryChange) => void): void {
+  watch(onChange: (change: RegistryChange) => void, onPath?: (path: string) => void): void {
     if (this.#watcher || this.#closed) return;
+    this.#onPath = onPath;
     try {
       this.#watcher = this.#startWatcher(onChange);
     } catch (err) {
@@ -209,6 +211,7 @@ export class Registry implements FunctionCatalog {
   /** A watched path settled: rebuild the top-level file it is, and every function that imports it. */
   #changed(path: string, onChange: (change: RegistryChange) => void): void {
     if (this.#closed) return;
+    this.#onPath?.(path);
     const targets = new Map<string, string>();
     const own = dirname(path) === this.dir ? functionNameOf(path) : undefined;
     if (own) targets.set(own, path);
@@ -356,6 +359,11 @@ export class Registry implements FunctionCatalog {
     const dirs = new Set<string>();
     for (const src of this.#sources.values()) for (const input of src.inputs) dirs.add(dirname(input));
     this.#watcher.watchDirs(dirs);
+  }
+
+  /** The top-level files last seen (functions, helpers and others), for tools such as a type checker. */
+  get sourceFiles(): string[] {
+    return [...this.#sources.values()].map((s) => s.file);
   }
 
   /** The directories watched right now (for status and tests); empty when not watching. */

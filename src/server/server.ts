@@ -49,6 +49,8 @@ export interface ServerOptions {
   poolObserver?: PoolObserver;
   /** Redeploy a function when its file changes, add new files, remove deleted ones. Default false (`streamfn serve` turns it on). */
   watch?: boolean;
+  /** With `watch`: called with each watched file whose changes settled, before its functions are rebuilt (even when no bundle changes). */
+  onWatchedChange?: (path: string) => void;
 }
 
 /** One process serving a directory of functions: registry, pools, router and gateway wired together. */
@@ -108,7 +110,7 @@ export class StreamfnServer {
     try {
       // Watching starts before the first load so no edit falls in between; deploys are
       // serialized per function and a content hash already served is not deployed twice.
-      if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)));
+      if (options.watch) server.registry.watch((change) => server.#log(describeChange(change)), options.onWatchedChange);
       const { failed, skipped } = await server.registry.loadAll();
       for (const f of skipped) server.#log(`streamfn: ${f.message}`);
       for (const f of failed) server.#log(`streamfn: ${f.error.code}: ${f.error.message}`);
