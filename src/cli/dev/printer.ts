@@ -91,8 +91,9 @@ export class DevPrinter {
   #bound(stream: Stream, waitedMs: number): void {
     const w = this.#streams.get(stream);
     if (!w) return;
+    // The wait is what the stream felt; it includes the instance's own start.
     const start = stream.cold
-      ? `cold start ${Math.round(stream.instance?.coldStartMs ?? waitedMs)} ms`
+      ? `cold start ${Math.round(Math.max(waitedMs, stream.instance?.coldStartMs ?? 0))} ms`
       : waitedMs >= 1
         ? `warm, waited ${Math.round(waitedMs)} ms`
         : "warm";
@@ -153,11 +154,12 @@ export class DevPrinter {
     for (const [stream, w] of this.#streams) {
       if (w.unprintedOutputs === 0 && w.unprintedLogs === 0) continue;
       const what: string[] = [];
-      if (w.unprintedOutputs) what.push(`${w.unprintedOutputs} more output${w.unprintedOutputs === 1 ? "" : "s"} (${stream.outputs} so far)`);
+      if (w.unprintedOutputs) what.push(`${w.unprintedOutputs} more output${w.unprintedOutputs === 1 ? "" : "s"}`);
       if (w.unprintedLogs) what.push(`${w.unprintedLogs} more log line${w.unprintedLogs === 1 ? "" : "s"}`);
       w.unprintedOutputs = 0;
       w.unprintedLogs = 0;
-      this.#write(`${s("bold", w.tag)} ${s("dim", `… ${what.join(", ")} in the last second, not printed (first ${this.#outputsPerStream} outputs and ${this.#logsPerStream} log lines of a stream are)`)}`);
+      const limits = `only the first ${this.#outputsPerStream} outputs and ${this.#logsPerStream} log lines of a stream are printed`;
+      this.#write(`${s("bold", w.tag)} ${s("dim", `… ${what.join(", ")} in the last second (${stream.outputs} outputs so far; ${limits})`)}`);
     }
     if (this.#droppedThisSecond > 0) {
       this.#write(s("dim", `streamfn: … ${this.#droppedThisSecond} stream lines not printed in the last second (more than ${this.#linesPerSecond}/s)`));
