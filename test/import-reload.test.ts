@@ -119,4 +119,40 @@ export default defineStreamFunction({ async *handler(events) { for await (const 
     await eventually(() => version(t, "plain") !== v, kDeployMs, "plain to redeploy");
     assert.equal((await firstOutput(t, "plain", 0)).output, 2);
   });
+
+  it("follows a file's role as edits change it", async () => {
+    const fn = (v: number): string => `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({ async *handler(events) { for await (const _ of events) yield ${v}; } });`;
+    await writeFile(join(t.dir, "solo.ts"), fn(1));
+    const solo = await eventually(() => version(t, "solo"), kDeployMs, "solo to deploy");
+
+    // Losing its default export: reported, and the version before keeps serving.
+    await writeFile(join(t.dir, "solo.ts"), "export const nothing = 0;\n");
+    const invalid = await eventually(() => t.logs.find((l) => l.startsWith("streamfn: INVALID_FUNCTION: solo")), kDeployMs, "the lost export to be reported");
+    assert.equal(invalid, `streamfn: INVALID_FUNCTION: solo: solo.ts is not a stream function (no default export made with defineStreamFunction); still serving solo@${solo}`);
+    assert.equal((await firstOutput(t, "solo", 0)).output, 1);
+
+    // Imported by another function: a helper from then on, no longer served.
+    await writeFile(join(t.dir, "solo.ts"), `export const n = 5;\n${fn(2)}`);
+    await eventually(() => version(t, "solo") !== solo, kDeployMs, "solo to redeploy");
+    await writeFile(
+      join(t.dir, "user.ts"),
+      `import { defineStreamFunction } from "streamfn";
+import { n } from "./solo.js";
+export default defineStreamFunction({ async *handler(events) { for await (const _ of events) yield n; } });`,
+    );
+    await eventually(() => version(t, "user"), kDeployMs, "user to deploy");
+    await eventually(() => version(t, "solo") === undefined, kDeployMs, "solo to stop being served");
+    assert.ok(t.logs.includes("streamfn: solo.ts is imported by user.ts: a helper, not served"), t.logs.join("\n"));
+    assert.equal((await firstOutput(t, "user", 0)).output, 5);
+
+    // No longer imported: judged again, and served as the function it is.
+    await writeFile(
+      join(t.dir, "user.ts"),
+      `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({ async *handler(events) { for await (const _ of events) yield 6; } });`,
+    );
+    await eventually(() => version(t, "solo"), kDeployMs, "solo to be served again");
+    assert.equal((await firstOutput(t, "solo", 0)).output, 2);
+  });
 });

@@ -92,6 +92,8 @@ export class Registry implements FunctionCatalog {
   #watcher: InputWatcher | undefined;
   readonly #sources = new Map<string, SourceFile>();
   #onPath: ((path: string) => void) | undefined;
+  /** Per function, how many watched rebuilds began: a start-up build older than one is stale. */
+  readonly #rebuilds = new Map<string, number>();
   #closed = false;
 
   constructor(options: RegistryOptions) {
@@ -124,10 +126,12 @@ export class Registry implements FunctionCatalog {
       throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot read functions directory ${this.dir}: ${(err as Error).message}`);
     }
     const builds = new Map<string, { file: string; build?: Build; error?: StreamfnError }>();
+    const seen = new Map<string, number>();
     for (const entry of entries.sort()) {
       const name = functionNameOf(entry);
       if (!name || builds.has(name)) continue;
       const file = join(this.dir, entry);
+      seen.set(name, this.#rebuilds.get(name) ?? 0);
       try {
         const build = await buildFunction(file, name);
         this.#remember(name, file, build);
@@ -151,7 +155,12 @@ export class Registry implements FunctionCatalog {
         continue;
       }
       try {
-        result.deployed.push((await this.#serial(name, () => this.#deployBuild(name, file, build))).name);
+        const fn = await this.#serial(name, async () => {
+          // The watcher rebuilt it from a newer edit meanwhile: that build is the one to keep.
+          if ((this.#rebuilds.get(name) ?? 0) !== seen.get(name)) return this.#functions.get(name);
+          return this.#deployBuild(name, file, build);
+        });
+        if (fn?.current) result.deployed.push(fn.name);
       } catch (err) {
         result.failed.push({ file, error: asStreamfnError(err) });
       }
@@ -263,6 +272,7 @@ export class Registry implements FunctionCatalog {
    */
   async #sync(name: string, file: string, onChange: (change: RegistryChange) => void, quiet: boolean): Promise<void> {
     if (this.#closed) return;
+    this.#rebuilds.set(name, (this.#rebuilds.get(name) ?? 0) + 1);
     const previous = this.#functions.get(name)?.current?.version;
     try {
       if (!(await isFile(file))) {
