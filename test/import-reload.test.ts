@@ -156,3 +156,23 @@ export default defineStreamFunction({ async *handler(events) { for await (const 
     assert.equal((await firstOutput(t, "solo", 0)).output, 2);
   });
 });
+
+describe("an import that does not exist yet", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ "motion.ts": motion, "util.ts": util("z") }, { watch: true });
+  });
+  after(() => t.close());
+
+  it("is reported, then deployed once the file and its folder appear", async () => {
+    assert.equal(version(t, "motion"), undefined);
+    assert.ok(t.logs.some((l) => l.startsWith("streamfn: FUNCTION_LOAD_FAILED: motion: bundling") && l.includes("./lib/score.js")), t.logs.join("\n"));
+    await mkdir(join(t.dir, "lib"));
+    // The new folder is where the missing file will appear: it is watched before the file exists.
+    await eventually(() => t.server.registry.watchedDirs.includes(join(t.dir, "lib")), kDeployMs, "lib/ to be watched");
+    await writeFile(join(t.dir, "lib", "score.ts"), scoreV(4));
+    const v = await eventually(() => version(t, "motion"), kDeployMs, "motion to deploy");
+    assert.ok(t.logs.includes(`streamfn: deployed motion@${v} (new function)`), t.logs.join("\n"));
+    assert.deepEqual((await firstOutput(t, "motion", 2)).output, { score: 8, label: "z" });
+  });
+});

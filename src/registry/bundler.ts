@@ -77,6 +77,20 @@ export async function buildFunction(file: string, name: string): Promise<Build> 
 }
 
 /**
+ * Where the files a failed build could not find would be (absolute): watched, so the build is
+ * tried again when they appear. Empty for other failures.
+ */
+export function unresolvedImports(err: unknown): string[] {
+  const messages = ((err as { cause?: { errors?: esbuild.Message[] } } | undefined)?.cause?.errors ?? []) as esbuild.Message[];
+  const out: string[] = [];
+  for (const m of messages) {
+    const spec = /^Could not resolve "(\.{1,2}\/[^"]*)"/.exec(m.text)?.[1];
+    if (spec && m.location) out.push(resolve(dirname(resolve(process.cwd(), m.location.file)), spec));
+  }
+  return out;
+}
+
+/**
  * Writes a build next to the functions, where its package imports resolve exactly as they
  * would from the source file.
  */

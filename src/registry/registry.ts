@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { readdir, stat, unlink } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
@@ -7,7 +8,7 @@ import { FunctionPool } from "../instances/pool.js";
 import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
-import { buildFunction, writeBundle } from "./bundler.js";
+import { buildFunction, unresolvedImports, writeBundle } from "./bundler.js";
 import type { Build, Bundle } from "./bundler.js";
 import { InputWatcher } from "./input-watcher.js";
 import { probeFunction } from "./probe.js";
@@ -52,6 +53,8 @@ interface SourceFile {
   inputs: Set<string>;
   /** Whether its last bundle attempt failed (it is retried when a new file appears). */
   failing: boolean;
+  /** Imports its last build could not find: their folders are watched for them to appear. */
+  missing: string[];
   /** Whether it was last treated as a helper (imported by another top-level file). */
   helper: boolean;
 }
@@ -137,7 +140,7 @@ export class Registry implements FunctionCatalog {
         this.#remember(name, file, build);
         builds.set(name, { file, build });
       } catch (err) {
-        this.#remember(name, file, undefined);
+        this.#remember(name, file, undefined, err);
         builds.set(name, { file, error: asStreamfnError(err) });
       }
     }
@@ -148,7 +151,8 @@ export class Registry implements FunctionCatalog {
         continue;
       }
       const role = this.#roleOf(name, file, build);
-      this.#sources.get(name)!.helper = role.kind === "helper";
+      const src = this.#sources.get(name);
+      if (src) src.helper = role.kind === "helper";
       if (role.kind === "helper") continue;
       if (role.kind === "not-function") {
         result.skipped.push({ file, name, message: role.message });
@@ -285,7 +289,7 @@ export class Registry implements FunctionCatalog {
       try {
         build = await buildFunction(file, name);
       } catch (err) {
-        this.#remember(name, file, undefined);
+        this.#remember(name, file, undefined, err);
         this.#refreshWatch();
         throw err;
       }
@@ -317,11 +321,12 @@ export class Registry implements FunctionCatalog {
   }
 
   /** Records what one build of a top-level file says about it, and returns its role. */
-  #remember(name: string, file: string, build: Build | undefined): FileRole {
+  #remember(name: string, file: string, build: Build | undefined, error?: unknown): FileRole {
     const src = this.#sources.get(name);
     const inputs = build ? new Set(build.inputs) : new Set(src?.file === file ? src.inputs : []);
     inputs.add(file);
-    const next: SourceFile = { name, file, inputs, failing: build === undefined, helper: false };
+    const missing = build ? [] : unresolvedImports(error);
+    const next: SourceFile = { name, file, inputs, failing: build === undefined, missing, helper: false };
     this.#sources.set(name, next);
     if (!build) return { kind: "function" };
     const role = this.#roleOf(name, file, build);
@@ -367,7 +372,11 @@ export class Registry implements FunctionCatalog {
   #refreshWatch(): void {
     if (!this.#watcher) return;
     const dirs = new Set<string>();
-    for (const src of this.#sources.values()) for (const input of src.inputs) dirs.add(dirname(input));
+    for (const src of this.#sources.values()) {
+      for (const input of src.inputs) dirs.add(dirname(input));
+      // The nearest folder that exists is watched: the missing file, or its folder, appears there.
+      for (const m of src.missing) dirs.add(nearestExisting(dirname(m), this.dir));
+    }
     this.#watcher.watchDirs(dirs);
   }
 
@@ -442,6 +451,13 @@ export class Registry implements FunctionCatalog {
     };
     pool.drain();
   }
+}
+
+/** `dir` or its closest ancestor that exists (at most up to `stop` when it is an ancestor). */
+function nearestExisting(dir: string, stop: string): string {
+  let d = dir;
+  while (!existsSync(d) && d !== stop && dirname(d) !== d) d = dirname(d);
+  return d;
 }
 
 async function isFile(path: string): Promise<boolean> {
