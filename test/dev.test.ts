@@ -135,7 +135,7 @@ export default defineStreamFunction({
       { v: 1, e: "a" },
       { v: 1, e: { b: 2 } },
     ]);
-    assert.match(await dev.line(/^echo s1 open /, from), new RegExp(`^echo s1 open s1 @${got.version} \\((cold start \\d+ ms|warm.*)\\)$`));
+    assert.match(await dev.line(/^echo s1 open /, from), new RegExp(`^echo s1 open @${got.version} \\((cold start \\d+ ms|warm.*)\\)$`));
     await dev.line(/^echo s1 out #1 \{"v":1,"e":"a"\}$/, from);
     await dev.line(/^echo s1 out #2 \{"v":1,"e":\{"b":2\}\}$/, from);
     await dev.line(/^echo s1 end completed \(end\): 2 events, 2 outputs, \d+ ms$/, from);

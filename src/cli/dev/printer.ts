@@ -85,7 +85,7 @@ export class DevPrinter {
     const w: Watched = { tag: tagOf(stream), printedOutputs: 0, unprintedOutputs: 0, printedLogs: 0, unprintedLogs: 0 };
     this.#streams.set(stream, w);
     // A stream bound at once is announced by its bind, which follows right away.
-    if (stream.state === "waiting") this.#streamLine(w, `${this.#s("cyan", "open")} ${stream.streamId} @${stream.version} ${this.#s("dim", "(waiting for a slot)")}`);
+    if (stream.state === "waiting") this.#streamLine(w, `${this.#s("cyan", "open")}${fullId(stream)} @${stream.version} ${this.#s("dim", "(waiting for a slot)")}`);
   }
 
   #bound(stream: Stream, waitedMs: number): void {
@@ -97,7 +97,7 @@ export class DevPrinter {
       : waitedMs >= 1
         ? `warm, waited ${Math.round(waitedMs)} ms`
         : "warm";
-    this.#streamLine(w, `${this.#s("cyan", "open")} ${stream.streamId} @${stream.version} (${start})`);
+    this.#streamLine(w, `${this.#s("cyan", "open")}${fullId(stream)} @${stream.version} (${start})`);
   }
 
   #output(stream: Stream): void {
@@ -173,6 +173,11 @@ export class DevPrinter {
 function tagOf(stream: Stream): string {
   const id = stream.streamId;
   return `${stream.functionName} ${id.length > 12 ? `${id.slice(0, 8)}…` : id}`;
+}
+
+/** The whole id, when the tag shows only part of it. */
+function fullId(stream: Stream): string {
+  return stream.streamId.length > 12 ? ` ${stream.streamId}` : "";
 }
 
 /** One line of at most kDataWidth characters. */

@@ -73,15 +73,17 @@ function check(req: CheckRequest): CheckReply {
   const program = compiler.createProgram({ rootNames: req.files, options, host, oldProgram: previous });
   previous = program;
   const diagnostics = compiler.getPreEmitDiagnostics(program).filter((d) => d.category === compiler.DiagnosticCategory.Error);
+  const shownPath = (p: string): string => {
+    const rel = relative(req.cwd, p);
+    return rel.startsWith("..") || isAbsolute(rel) ? p : rel;
+  };
   const lines = diagnostics.map((d) => {
     const message = compiler.flattenDiagnosticMessageText(d.messageText, " ");
     if (!d.file || d.start === undefined) return `error TS${d.code}: ${message}`;
     const { line, character } = d.file.getLineAndCharacterOfPosition(d.start);
-    const rel = relative(req.cwd, d.file.fileName);
-    const shown = rel.startsWith("..") || isAbsolute(rel) ? d.file.fileName : rel;
-    return `${shown}:${line + 1}:${character + 1} error TS${d.code}: ${message}`;
+    return `${shownPath(d.file.fileName)}:${line + 1}:${character + 1} error TS${d.code}: ${message}`;
   });
-  return { kind: "result", lines, errors: diagnostics.length, tsconfig };
+  return { kind: "result", lines, errors: diagnostics.length, tsconfig: tsconfig && shownPath(tsconfig) };
 }
 
 parentPort!.on("message", (req: CheckRequest) => {
