@@ -218,12 +218,52 @@ export default defineStreamFunction({ async *handler(events) { for await (const 
       const got = await stream(dev, "flood", "f", ["go"]);
       assert.equal(got.outputs.length, 5000);
       const end = await dev.line(/^flood f end /);
-      assert.match(end, /^flood f end completed \(end\): 1 event, 5000 outputs, \d+ ms \(printed the first 3\)$/);
+      assert.match(end, /^flood f end completed \(end\): 1 event, 5000 outputs, \d+ ms \(3 of them printed\)$/);
       assert.deepEqual(
         dev.lines.filter((l) => l.startsWith("flood f out ")),
         ["flood f out #1 0", "flood f out #2 1", "flood f out #3 2"],
       );
       assert.equal(await dev.line(/^streamfn: types: /), `streamfn: types: no type errors (${join(dev.dir, "tsconfig.json")})`);
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  it("warns about a config file's function name that matches no served function", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "streamfn-dev-cfg-"));
+    const cfg = join(dir, "streamfn.json");
+    await writeFile(cfg, JSON.stringify({ functions: { ehco: { idleTimeoutMs: 1000 } } }));
+    const dev = await startDev({ "echo.ts": echo }, ["--config", cfg, "--no-typecheck"]);
+    try {
+      assert.ok(
+        dev.lines.includes(
+          `streamfn: warning: config ${cfg}: functions.ehco names "ehco", which is not a served function (did you mean "echo"?); a function that appears later under that name will still take it`,
+        ),
+        dev.lines.join("\n"),
+      );
+      assert.ok(!dev.lines.some((l) => l.startsWith("streamfn: types")));
+    } finally {
+      await dev.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("caps the stream lines printed per second over all streams", async () => {
+    const flood = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  async *handler(events) { for await (const _ of events) for (let i = 0; i < 20000; i++) yield i; },
+});
+`;
+    const dev = await startDev({ "flood.ts": flood }, ["--outputs", "999", "--no-typecheck"]);
+    try {
+      const got = await stream(dev, "flood", "f", ["go"]);
+      assert.equal(got.outputs.length, 20000);
+      const end = await dev.line(/^flood f end completed \(end\): 1 event, 20000 outputs, \d+ ms \((\d+) of them printed\)$/);
+      const printed = Number(/\((\d+) of them printed\)/.exec(end)![1]);
+      // 999 outputs would be printed without the cap; 200 a second are (the flood takes well under 5 s).
+      await dev.line(/^streamfn: … \d+ stream lines not printed in the last second \(more than 200\/s\)$/);
+      assert.equal(dev.lines.filter((l) => l.startsWith("flood f out ")).length, printed);
+      assert.ok(printed < 999, end);
     } finally {
       await dev.stop();
     }

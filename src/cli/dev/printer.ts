@@ -17,6 +17,8 @@ export interface DevPrinterOptions {
 
 interface Watched {
   tag: string;
+  /** Outputs that were within the per-stream limit (printed unless the per-second cap held them back). */
+  offeredOutputs: number;
   printedOutputs: number;
   /** Outputs not printed since the last summary. */
   unprintedOutputs: number;
@@ -82,7 +84,7 @@ export class DevPrinter {
   }
 
   #opened(stream: Stream): void {
-    const w: Watched = { tag: tagOf(stream), printedOutputs: 0, unprintedOutputs: 0, printedLogs: 0, unprintedLogs: 0 };
+    const w = watched(stream);
     this.#streams.set(stream, w);
     // A stream bound at once is announced by its bind, which follows right away.
     if (stream.state === "waiting") this.#streamLine(w, `${this.#s("cyan", "open")}${fullId(stream)} @${stream.version} ${this.#s("dim", "(waiting for a slot)")}`);
@@ -103,16 +105,16 @@ export class DevPrinter {
   #output(stream: Stream): void {
     const w = this.#streams.get(stream);
     if (!w) return;
-    if (w.printedOutputs >= this.#outputsPerStream) {
+    if (w.offeredOutputs >= this.#outputsPerStream) {
       w.unprintedOutputs++;
       return;
     }
-    w.printedOutputs++;
+    w.offeredOutputs++;
     const n = stream.outputs;
     // The router keeps the newest outputs for resuming subscribers; the last one is this one.
     const last = stream.retained.at(-1);
     const data = last?.n !== n ? this.#s("dim", "(not retained)") : last.json !== undefined ? abbreviate(last.json) : `<binary, ${last.bytes!.byteLength} bytes>`;
-    this.#streamLine(w, `${this.#s("blue", `out #${n}`)} ${data}`);
+    if (this.#streamLine(w, `${this.#s("blue", `out #${n}`)} ${data}`)) w.printedOutputs++;
   }
 
   #log(stream: Stream, entry: StreamLogEntry): void {
@@ -128,25 +130,27 @@ export class DevPrinter {
   }
 
   #closed(stream: Stream, record: EndRecord): void {
-    const w = this.#streams.get(stream) ?? { tag: tagOf(stream), printedOutputs: 0, unprintedOutputs: 0, printedLogs: 0, unprintedLogs: 0 };
+    const w = this.#streams.get(stream) ?? watched(stream);
     this.#streams.delete(stream);
     const s = this.#s;
     const ms = Date.now() - stream.openedAt;
     const parts = [`${record.events} event${record.events === 1 ? "" : "s"}`, `${record.outputs} output${record.outputs === 1 ? "" : "s"}`, `${ms} ms`];
     let text = `${record.status === "completed" ? s("green", "end") : s("red", "end")} ${record.status} (${record.reason}): ${parts.join(", ")}`;
-    if (record.outputs > w.printedOutputs) text += s("dim", ` (printed the first ${w.printedOutputs})`);
+    if (record.outputs > w.printedOutputs) text += s("dim", ` (${w.printedOutputs} of them printed)`);
     if (record.error) text += ` ${s("red", `${record.error.code}: ${abbreviate(record.error.message)}`)}`;
     // An end is always printed: it is the line that says how the stream went.
     this.#write(`${s("bold", w.tag)} ${text}`);
   }
 
-  #streamLine(w: Watched, text: string): void {
+  /** Prints a stream line unless this second's budget is spent; says whether it printed. */
+  #streamLine(w: Watched, text: string): boolean {
     if (this.#linesThisSecond >= this.#linesPerSecond) {
       this.#droppedThisSecond++;
-      return;
+      return false;
     }
     this.#linesThisSecond++;
     this.#write(`${this.#s("bold", w.tag)} ${text}`);
+    return true;
   }
 
   #tick(): void {
@@ -167,6 +171,10 @@ export class DevPrinter {
     this.#linesThisSecond = 0;
     this.#droppedThisSecond = 0;
   }
+}
+
+function watched(stream: Stream): Watched {
+  return { tag: tagOf(stream), offeredOutputs: 0, printedOutputs: 0, unprintedOutputs: 0, printedLogs: 0, unprintedLogs: 0 };
 }
 
 /** `echo 5f3c2a1b…`: the function and enough of the id to tell streams apart. */
