@@ -73,7 +73,7 @@ describe("uploading functions (PUT /v1/functions/:name)", () => {
     await writeFile(src, versioned("bundle"));
     let bundle: Uint8Array;
     try {
-      bundle = await buildFunction(src, "up", { apiExternal: true });
+      bundle = (await buildFunction(src, "up", { apiExternal: true })).code;
     } finally {
       await rm(src, { force: true });
     }

@@ -60,12 +60,12 @@ export function parsePort(value: unknown, where: string): number {
   return n;
 }
 
-/** Parses `--set name=value` (every function) or `--set fn.name=value` (one function). */
+/** Parses `--set name=value` (every function) or `--set fn.name=value` (one function); returns the function named, if any. */
 export function applySetting(
   setting: string,
   defaults: Record<string, unknown>,
   overrides: Record<string, Record<string, unknown>>,
-): void {
+): string | undefined {
   const m = /^(?:([A-Za-z0-9_-]+)\.)?([A-Za-z]+)=(.*)$/.exec(setting);
   if (!m) throw new StreamfnError("INVALID_OPTIONS", `--set expects option=value or function.option=value, got "${setting}"`);
   const [, fn, key, raw] = m;
@@ -73,10 +73,65 @@ export function applySetting(
   const target = fn ? (overrides[fn] ??= {}) : defaults;
   validateOptions({ [key!]: value }, `--set ${setting}`);
   target[key!] = value;
+  return fn;
 }
 
 /** A small count 0-999 for a flag such as --spare-threads. */
 export function parseCount(value: string, flag: string): number {
   if (!/^\d{1,3}$/.test(value)) throw new StreamfnError("INVALID_OPTIONS", `${flag} takes a count 0-999, got "${value}"`);
   return Number(value);
+}
+
+/** Where a per-function setting came from, for a warning that names it. */
+export interface FunctionSetting {
+  name: string;
+  /** e.g. `--set ecoh.idleTimeoutMs=1` or `config streamfn.json: functions.ecoh`. */
+  where: string;
+}
+
+/**
+ * Warnings for per-function settings that name no served function: usually a typo. Each
+ * suggests the closest served name when one is near.
+ */
+export function unknownFunctionWarnings(settings: FunctionSetting[], served: string[]): string[] {
+  const known = new Set(served);
+  const out: string[] = [];
+  for (const s of settings) {
+    if (known.has(s.name)) continue;
+    const near = closestName(s.name, served);
+    out.push(
+      `streamfn: warning: ${s.where} names "${s.name}", which is not a served function` +
+        (near ? ` (did you mean "${near}"?)` : "") +
+        `; a function that appears later under that name will still take it`,
+    );
+  }
+  return out;
+}
+
+/** The served name within a small edit distance of `name` (a third of its length, at least 1), if any. */
+export function closestName(name: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(name.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(name.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance, counting a swap of two neighbours as one edit (`ecoh` → `echo`). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }

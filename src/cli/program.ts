@@ -4,6 +4,7 @@ import { registerCancel } from "./commands/cancel.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerLs } from "./commands/ls.js";
 import { registerRm } from "./commands/rm.js";
+import { registerDev } from "./commands/dev.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
 import { registerStatus } from "./commands/status.js";
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
   const program = new Command();
   program.name("streamfn").description("Serve and call stream functions").showHelpAfterError();
   registerServe(program);
+  registerDev(program);
   registerSend(program);
   registerLogs(program);
   registerDeploy(program);

@@ -1,12 +1,24 @@
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { StreamfnError } from "../api/errors.js";
 
 /** Our own public entry: a function's `import "streamfn"` is bundled against it. */
 const kApiEntry = fileURLToPath(new URL("../api/index.js", import.meta.url));
+/** Our own compiled sources: bundled into functions, but never the user's to watch. */
+const kOwnDir = dirname(dirname(kApiEntry)) + sep;
+
+export interface Build {
+  /** A short content hash: the version of the function. */
+  version: string;
+  code: Uint8Array;
+  /** The user's source files the bundle was made from (absolute; no node_modules, none of ours). */
+  inputs: string[];
+  /** Whether the file has a default export (a stream function must be one). */
+  hasDefaultExport: boolean;
+}
 
 export interface Bundle {
   /** A short content hash: the version of the function. */
@@ -34,26 +46,26 @@ export interface BuildSettings {
 }
 
 /**
- * Bundles one function with esbuild. Its own sources (TypeScript included) are bundled; npm
- * packages stay imports, resolved at run time from where the bundle is written, so native
- * packages (sharp) work.
+ * Bundles one function (a file, or source in memory) with esbuild, in memory. Its own sources
+ * (TypeScript included) are bundled; npm packages stay imports, resolved at run time from
+ * where the bundle is written, so native packages (sharp) work. The metafile says which files
+ * went in, for watching.
  */
-export async function buildFunction(
-  input: string | SourceInput,
-  name: string,
-  settings: BuildSettings = {},
-): Promise<Uint8Array> {
+export async function buildFunction(input: string | SourceInput, name: string, settings: BuildSettings = {}): Promise<Build> {
   const from = typeof input === "string" ? input : input.sourcefile;
   const entry: esbuild.BuildOptions =
     typeof input === "string"
       ? { entryPoints: [input] }
       : { stdin: { contents: input.contents, sourcefile: input.sourcefile, resolveDir: input.resolveDir, loader: input.loader } };
-  let result: esbuild.BuildResult<{ write: false }>;
+  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
+  const workingDir = process.cwd();
   try {
     result = await esbuild.build({
       ...entry,
       bundle: true,
       write: false,
+      metafile: true,
+      absWorkingDir: workingDir,
       platform: "node",
       format: "esm",
       target: "node20",
@@ -80,7 +92,15 @@ export async function buildFunction(
       : String(err);
     throw new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: bundling ${from} failed: ${text}`, { cause: err });
   }
-  return result.outputFiles[0]!.contents;
+  const code = result.outputFiles[0]!.contents;
+  const version = createHash("sha256").update(code).digest("hex").slice(0, 12);
+  const inputs = Object.keys(result.metafile.inputs)
+    // Other namespaces (`ns:path`) and in-memory source are not files on disk.
+    .filter((p) => (!/^[a-z-]+:/.test(p) || /^[A-Za-z]:[\\/]/.test(p)) && p !== "<stdin>")
+    .map((p) => resolve(workingDir, p))
+    .filter((p) => !p.startsWith(kOwnDir) && !p.split(/[\\/]/).includes("node_modules"));
+  const output = Object.values(result.metafile.outputs)[0];
+  return { version, code, inputs, hasDefaultExport: output?.exports.includes("default") ?? false };
 }
 
 /** esbuild names source given in memory relative to the working directory; the name it was given reads better. */
@@ -89,14 +109,31 @@ function locationName(file: string, input: string | SourceInput): string {
 }
 
 /**
- * Bundles one function (a file, or source in memory) and writes the bundle to `outDir`, next
- * to the functions, where its npm imports resolve exactly as they would from the source file.
+ * Where the files a failed build could not find would be (absolute): watched, so the build is
+ * tried again when they appear. Empty for other failures.
  */
-export async function bundleFunction(input: string | SourceInput, name: string, outDir: string): Promise<Bundle> {
-  const code = await buildFunction(input, name);
-  const version = createHash("sha256").update(code).digest("hex").slice(0, 12);
+export function unresolvedImports(err: unknown): string[] {
+  const messages = ((err as { cause?: { errors?: esbuild.Message[] } } | undefined)?.cause?.errors ?? []) as esbuild.Message[];
+  const out: string[] = [];
+  for (const m of messages) {
+    const spec = /^Could not resolve "(\.{1,2}\/[^"]*)"/.exec(m.text)?.[1];
+    if (spec && m.location) out.push(resolve(dirname(resolve(process.cwd(), m.location.file)), spec));
+  }
+  return out;
+}
+
+/**
+ * Writes a build next to the functions, where its package imports resolve exactly as they
+ * would from the source file.
+ */
+export async function writeBundle(build: Build, name: string, outDir: string): Promise<Bundle> {
   await mkdir(outDir, { recursive: true });
-  const path = join(outDir, `${name}.${version}.mjs`);
-  await writeFile(path, code);
-  return { version, path };
+  const path = join(outDir, `${name}.${build.version}.mjs`);
+  await writeFile(path, build.code);
+  return { version: build.version, path };
+}
+
+/** Bundles one function (a file, or source in memory) and writes the bundle into `outDir`. */
+export async function bundleFunction(input: string | SourceInput, name: string, outDir: string): Promise<Bundle> {
+  return writeBundle(await buildFunction(input, name), name, outDir);
 }

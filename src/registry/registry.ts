@@ -1,5 +1,6 @@
+import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
-import { basename, extname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
 import type { StreamFunctionOptions } from "../api/types.js";
@@ -7,10 +8,10 @@ import { FunctionPool } from "../instances/pool.js";
 import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
-import { bundleFunction } from "./bundler.js";
-import type { Bundle, SourceInput } from "./bundler.js";
+import { buildFunction, bundleFunction, unresolvedImports, writeBundle } from "./bundler.js";
+import type { Build, Bundle, SourceInput } from "./bundler.js";
+import { InputWatcher } from "./input-watcher.js";
 import { probeFunction } from "./probe.js";
-import { DirectoryWatcher } from "./watcher.js";
 
 export interface RegistryOptions {
   dir: string;
@@ -47,8 +48,33 @@ export type RegistryChange =
   | { kind: "deployed"; name: string; version: string; previous: string | undefined }
   | { kind: "removed"; name: string; version: string }
   | { kind: "failed"; name: string; file: string; error: StreamfnError; serving: string | undefined }
+  /** A top-level file that is not served: it has no default export (see `FileRole`), or another function imports it. */
+  | { kind: "skipped"; name: string; file: string; message: string }
   /** The directory can no longer be watched (it was deleted or moved); functions keep serving. */
   | { kind: "watch-stopped"; error: StreamfnError };
+
+/** What the registry last learnt about one top-level file. */
+interface SourceFile {
+  name: string;
+  file: string;
+  /** Files its last successful bundle was made from (the file itself included), kept while it fails. */
+  inputs: Set<string>;
+  /** Whether its last bundle attempt failed (it is retried when a new file appears). */
+  failing: boolean;
+  /** Imports its last build could not find: their folders are watched for them to appear. */
+  missing: string[];
+  /** Whether it was last treated as a helper (imported by another top-level file). */
+  helper: boolean;
+}
+
+export interface LoadResult {
+  deployed: string[];
+  failed: { file: string; error: StreamfnError }[];
+  /** Top-level files with no default export that no other file imports: not served, worth one notice. */
+  skipped: { file: string; name: string; message: string }[];
+}
+
+type FileRole = { kind: "function" } | { kind: "helper" | "not-function"; message: string };
 
 const kFunctionName = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const kFunctionFile = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(ts|mts|js|mjs)$/;
@@ -95,7 +121,11 @@ export class Registry implements FunctionCatalog {
   readonly #options: RegistryOptions;
   /** One deploy or removal at a time per function, in order. */
   readonly #deploying = new Map<string, Promise<unknown>>();
-  #watcher: DirectoryWatcher | undefined;
+  #watcher: InputWatcher | undefined;
+  readonly #sources = new Map<string, SourceFile>();
+  #onPath: ((path: string) => void) | undefined;
+  /** Per function, how many watched rebuilds began: a start-up build older than one is stale. */
+  readonly #rebuilds = new Map<string, number>();
   #closed = false;
 
   constructor(options: RegistryOptions) {
@@ -119,24 +149,55 @@ export class Registry implements FunctionCatalog {
   /**
    * Deploys every function file in the directory, then the uploaded functions kept from
    * earlier runs (an upload replaces a file of the same name, as it did when it was made).
-   * A file that fails is reported, the rest still load.
+   * A file that fails is reported, the rest still load. Every file is bundled first, so files
+   * that others import are known as helpers before any is judged (see `FileRole`).
    */
-  async loadAll(): Promise<{ deployed: string[]; failed: { file: string; error: StreamfnError }[] }> {
+  async loadAll(): Promise<LoadResult> {
     let entries: string[];
     try {
       entries = await readdir(this.dir);
     } catch (err) {
       throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot read functions directory ${this.dir}: ${(err as Error).message}`);
     }
-    const deployed: string[] = [];
-    const failed: { file: string; error: StreamfnError }[] = [];
+    const builds = new Map<string, { file: string; build?: Build; error?: StreamfnError }>();
+    const seen = new Map<string, number>();
     for (const entry of entries.sort()) {
-      if (!functionNameOf(entry)) continue;
+      const name = functionNameOf(entry);
+      if (!name || builds.has(name)) continue;
       const file = join(this.dir, entry);
+      seen.set(name, this.#rebuilds.get(name) ?? 0);
       try {
-        deployed.push((await this.deploy(file)).name);
+        const build = await buildFunction(file, name);
+        this.#remember(name, file, build);
+        builds.set(name, { file, build });
       } catch (err) {
-        failed.push({ file, error: asStreamfnError(err) });
+        this.#remember(name, file, undefined, err);
+        builds.set(name, { file, error: asStreamfnError(err) });
+      }
+    }
+    const result: LoadResult = { deployed: [], failed: [], skipped: [] };
+    for (const [name, { file, build, error }] of builds) {
+      if (!build) {
+        result.failed.push({ file, error: error! });
+        continue;
+      }
+      const role = this.#roleOf(name, file, build);
+      const src = this.#sources.get(name);
+      if (src) src.helper = role.kind === "helper";
+      if (role.kind === "helper") continue;
+      if (role.kind === "not-function") {
+        result.skipped.push({ file, name, message: role.message });
+        continue;
+      }
+      try {
+        const fn = await this.#serial(name, async () => {
+          // The watcher rebuilt it from a newer edit meanwhile: that build is the one to keep.
+          if ((this.#rebuilds.get(name) ?? 0) !== seen.get(name)) return this.#functions.get(name);
+          return this.#deployBuild(name, file, build);
+        });
+        if (fn?.current) result.deployed.push(fn.name);
+      } catch (err) {
+        result.failed.push({ file, error: asStreamfnError(err) });
       }
     }
     for (const entry of await uploadedEntries(this.uploadDir)) {
@@ -146,12 +207,13 @@ export class Registry implements FunctionCatalog {
         const contents = await readFile(file, "utf8");
         const kind: UploadKind = /\.m?ts$/.test(entry) ? "ts" : "js";
         await this.#serial(name, () => this.#deployUpload(name, contents, kind, false));
-        deployed.push(name);
+        if (!result.deployed.includes(name)) result.deployed.push(name);
       } catch (err) {
-        failed.push({ file, error: asStreamfnError(err) });
+        result.failed.push({ file, error: asStreamfnError(err) });
       }
     }
-    return { deployed, failed };
+    this.#refreshWatch();
+    return result;
   }
 
   /**
@@ -207,7 +269,7 @@ export class Registry implements FunctionCatalog {
   deploy(file: string): Promise<DeployedFunction> {
     const name = functionNameOf(file);
     if (!name) return Promise.reject(new StreamfnError("INVALID_FUNCTION", `${file} is not a function file name`));
-    return this.#serial(name, () => this.#deploy(name, file));
+    return this.#serial(name, async () => this.#deployBuild(name, file, await buildFunction(file, name)));
   }
 
   /** Takes a function away: no new streams; running ones finish on their version. */
@@ -221,12 +283,14 @@ export class Registry implements FunctionCatalog {
   }
 
   /**
-   * Follows the directory: a function file that is added or changed is deployed (a file that
-   * fails to load leaves the version before it serving), a deleted one is removed. Each burst
-   * of writes to a file is handled once, ~100 ms after it settles.
+   * Follows the directory and every file a function imports: a function whose file or any of
+   * its imports is added or changed is rebuilt and deployed if its bundle changed (a file that
+   * fails to load leaves the version before it serving); a deleted function file is removed.
+   * Each burst of writes to a file is handled once, ~100 ms after it settles.
    */
-  watch(onChange: (change: RegistryChange) => void): void {
+  watch(onChange: (change: RegistryChange) => void, onPath?: (path: string) => void): void {
     if (this.#watcher || this.#closed) return;
+    this.#onPath = onPath;
     try {
       this.#watcher = this.#startWatcher(onChange);
     } catch (err) {
@@ -234,14 +298,11 @@ export class Registry implements FunctionCatalog {
     }
   }
 
-  #startWatcher(onChange: (change: RegistryChange) => void): DirectoryWatcher {
-    return new DirectoryWatcher(this.dir, {
-      accept: (fileName) => functionNameOf(fileName) !== undefined,
-      changed: (file) => {
-        const name = functionNameOf(file)!;
-        void this.#serial(name, () => this.#sync(name, file, onChange));
-      },
-      error: (err) => {
+  #startWatcher(onChange: (change: RegistryChange) => void): InputWatcher {
+    return new InputWatcher(this.dir, {
+      ignore: (path) => path === this.cacheDir || path.startsWith(this.cacheDir + sep) || path.split(sep).includes("node_modules"),
+      changed: (path) => this.#changed(path, onChange),
+      rootError: (err) => {
         this.#watcher?.close();
         this.#watcher = undefined;
         onChange({
@@ -250,6 +311,29 @@ export class Registry implements FunctionCatalog {
         });
       },
     });
+  }
+
+  /** A watched path settled: rebuild the top-level file it is, and every function that imports it. */
+  #changed(path: string, onChange: (change: RegistryChange) => void): void {
+    if (this.#closed) return;
+    this.#onPath?.(path);
+    const targets = new Map<string, string>();
+    const own = dirname(path) === this.dir ? functionNameOf(path) : undefined;
+    if (own) targets.set(own, path);
+    let known = own !== undefined;
+    for (const src of this.#sources.values()) {
+      if (!src.inputs.has(path)) continue;
+      known = true;
+      if (!targets.has(src.name)) targets.set(src.name, src.file);
+    }
+    for (const [name, file] of targets) void this.#serial(name, () => this.#sync(name, file, onChange, false));
+    // A file nothing used before may be the one a failing function was missing: retry those
+    // quietly (only a success is reported; the failure was reported already).
+    if (!known) {
+      for (const src of this.#sources.values()) {
+        if (src.failing && !targets.has(src.name)) void this.#serial(src.name, () => this.#sync(src.name, src.file, onChange, true));
+      }
+    }
   }
 
   get watching(): boolean {
@@ -277,29 +361,137 @@ export class Registry implements FunctionCatalog {
     return next;
   }
 
-  /** Makes the served function match its file on disk: deploy, or remove when the file is gone. Never rejects. */
-  async #sync(name: string, file: string, onChange: (change: RegistryChange) => void): Promise<void> {
+  /**
+   * Makes the served function match its file on disk: deploy, skip it as a helper or a file
+   * with no default export, or remove it when the file is gone. Never rejects. `quiet`: a
+   * retry whose failure was reported before.
+   */
+  async #sync(name: string, file: string, onChange: (change: RegistryChange) => void, quiet: boolean): Promise<void> {
     if (this.#closed) return;
+    this.#rebuilds.set(name, (this.#rebuilds.get(name) ?? 0) + 1);
     const previous = this.#functions.get(name)?.current?.version;
     try {
       if (!(await isFile(file))) {
+        if (this.#sources.get(name)?.file === file) this.#sources.delete(name);
         // An upload of the same name serves in place of the file: the file going does not take it away.
-        if (this.#functions.get(name)?.file !== file) return;
+        if (previous !== undefined && this.#functions.get(name)?.file !== file) {
+          this.#afterChange(onChange);
+          return;
+        }
         if (previous !== undefined && this.remove(name)) onChange({ kind: "removed", name, version: previous });
+        this.#afterChange(onChange);
         return;
       }
-      const fn = await this.#deploy(name, file);
+      let build: Build;
+      try {
+        build = await buildFunction(file, name);
+      } catch (err) {
+        this.#remember(name, file, undefined, err);
+        this.#refreshWatch();
+        throw err;
+      }
+      const wasFailing = this.#sources.get(name)?.failing ?? false;
+      const role = this.#remember(name, file, build);
+      this.#refreshWatch();
+      if (role.kind !== "function") {
+        if (previous !== undefined) {
+          if (role.kind === "helper") {
+            this.remove(name);
+            onChange({ kind: "skipped", name, file, message: role.message });
+          } else {
+            onChange({ kind: "failed", name, file, error: new StreamfnError("INVALID_FUNCTION", `${name}: ${role.message.replace(/; not served$/, "")}`), serving: previous });
+          }
+        } else if (role.kind === "not-function" && (!quiet || wasFailing)) {
+          onChange({ kind: "skipped", name, file, message: role.message });
+        }
+        this.#afterChange(onChange);
+        return;
+      }
+      const fn = await this.#deployBuild(name, file, build);
       const version = fn.current!.version;
       if (version !== previous) onChange({ kind: "deployed", name, version, previous });
+      this.#afterChange(onChange);
     } catch (err) {
-      if (this.#closed) return;
+      if (this.#closed || quiet) return;
       onChange({ kind: "failed", name, file, error: asStreamfnError(err), serving: this.#functions.get(name)?.current?.version });
     }
   }
 
-  async #deploy(name: string, file: string): Promise<DeployedFunction> {
+  /** Records what one build of a top-level file says about it, and returns its role. */
+  #remember(name: string, file: string, build: Build | undefined, error?: unknown): FileRole {
+    const src = this.#sources.get(name);
+    const inputs = build ? new Set(build.inputs) : new Set(src?.file === file ? src.inputs : []);
+    inputs.add(file);
+    const missing = build ? [] : unresolvedImports(error);
+    const next: SourceFile = { name, file, inputs, failing: build === undefined, missing, helper: false };
+    this.#sources.set(name, next);
+    if (!build) return { kind: "function" };
+    const role = this.#roleOf(name, file, build);
+    next.helper = role.kind === "helper";
+    return role;
+  }
+
+  /**
+   * The helper rule: a top-level file that another top-level file imports is a helper (not
+   * served, not reported); one with no default export that nothing imports is not a stream
+   * function (not served, one notice); every other file is a function, and fails loudly.
+   */
+  #roleOf(name: string, file: string, build: Build): FileRole {
+    for (const other of this.#sources.values()) {
+      if (other.name !== name && other.inputs.has(file)) {
+        return { kind: "helper", message: `${basename(file)} is imported by ${basename(other.file)}: a helper, not served` };
+      }
+    }
+    if (!build.hasDefaultExport) {
+      return { kind: "not-function", message: `${basename(file)} is not a stream function (no default export made with defineStreamFunction); not served` };
+    }
+    return { kind: "function" };
+  }
+
+  /** After one file's change, others may have become helpers or stopped being ones: look at those again. */
+  #afterChange(onChange: (change: RegistryChange) => void): void {
+    if (this.#closed) return;
+    for (const src of this.#sources.values()) {
+      if (src.failing) continue;
+      let imported = false;
+      for (const other of this.#sources.values()) {
+        if (other !== src && other.inputs.has(src.file)) imported = true;
+      }
+      if (imported !== src.helper) {
+        // Marked now, so a second change before the recheck runs does not schedule it twice.
+        src.helper = imported;
+        void this.#serial(src.name, () => this.#sync(src.name, src.file, onChange, imported));
+      }
+    }
+  }
+
+  /** Watches every directory holding a file some function is built from. */
+  #refreshWatch(): void {
+    if (!this.#watcher) return;
+    const dirs = new Set<string>();
+    for (const src of this.#sources.values()) {
+      for (const input of src.inputs) dirs.add(dirname(input));
+      // The nearest folder that exists is watched: the missing file, or its folder, appears there.
+      for (const m of src.missing) dirs.add(nearestExisting(dirname(m), this.dir));
+    }
+    this.#watcher.watchDirs(dirs);
+  }
+
+  /** The top-level files last seen (functions, helpers and others), for tools such as a type checker. */
+  get sourceFiles(): string[] {
+    return [...this.#sources.values()].map((s) => s.file);
+  }
+
+  /** The directories watched right now (for status and tests); empty when not watching. */
+  get watchedDirs(): string[] {
+    return this.#watcher?.dirs ?? [];
+  }
+
+  async #deployBuild(name: string, file: string, build: Build): Promise<DeployedFunction> {
     if (this.#closed) throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry is closed`);
-    const bundle = await bundleFunction(file, name, this.cacheDir);
+    const existing = this.#functions.get(name);
+    if (existing?.current?.version === build.version) return existing;
+    const bundle = await writeBundle(build, name, this.cacheDir);
     this.#loading.add(bundle.path);
     try {
       return await this.#activate(name, file, "file", bundle);
@@ -416,6 +608,13 @@ async function uploadedEntries(dir: string): Promise<string[]> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw new StreamfnError("FUNCTION_LOAD_FAILED", `cannot read uploaded functions in ${dir}: ${(err as Error).message}`);
   }
+}
+
+/** `dir` or its closest ancestor that exists (at most up to `stop` when it is an ancestor). */
+function nearestExisting(dir: string, stop: string): string {
+  let d = dir;
+  while (!existsSync(d) && d !== stop && dirname(d) !== d) d = dirname(d);
+  return d;
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -108,8 +108,35 @@ export function logRegistryChange(logger: ServerLogger, change: RegistryChange):
         "deploy failed",
       );
       return;
+    case "skipped":
+      logger.info({ fn: change.name, file: change.file }, change.message);
+      return;
     case "watch-stopped":
       logger.error({ code: change.error.code, message: change.error.message }, "watching the functions directory stopped; functions keep serving");
       return;
+  }
+}
+
+/**
+ * One server record as a sentence for a person (`streamfn dev`, tests): deploys, removals and
+ * failed deploys read as `streamfn: deployed echo@v2 (replaces v1)`,
+ * `streamfn: CODE: message; still serving echo@v1`; any other record as `streamfn: <msg>`.
+ */
+export function describeServerRecord(r: Record<string, unknown>): string {
+  const fn = typeof r.fn === "string" ? r.fn : undefined;
+  switch (r.msg) {
+    case "deployed": {
+      const previous = typeof r.previous === "string" ? `replaces ${r.previous}` : "new function";
+      return `streamfn: deployed ${fn}@${String(r.version)} (${r.source === "upload" ? `uploaded; ${previous}` : previous})`;
+    }
+    case "deploy failed":
+      return (
+        `streamfn: ${String(r.code)}: ${String(r.message)}` +
+        (r.serving === undefined ? "" : typeof r.serving === "string" ? `; still serving ${fn}@${r.serving}` : "; not serving it")
+      );
+    case "removed (its file is gone; running streams finish on it)":
+      return `streamfn: removed ${fn}@${String(r.version)} (its file is gone; running streams finish on it)`;
+    default:
+      return `streamfn: ${String(r.msg)}`;
   }
 }

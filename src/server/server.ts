@@ -64,6 +64,8 @@ export interface ServerOptions {
   poolObserver?: PoolObserver;
   /** Redeploy a function when its file changes, add new files, remove deleted ones. Default false (`streamfn serve` turns it on). */
   watch?: boolean;
+  /** With `watch`: called with each watched file whose changes settled, before its functions are rebuilt (even when no bundle changes). */
+  onWatchedChange?: (path: string) => void;
 }
 
 /** One process serving a directory of functions: registry, pools, router and gateway wired together. */
@@ -132,10 +134,11 @@ export class StreamfnServer {
       // Watching starts before the first load so no edit falls in between; deploys are
       // serialized per function and a content hash already served is not deployed twice.
       const logger = server.logger;
-      if (options.watch) server.registry.watch((change) => logRegistryChange(logger, change));
-      const { deployed, failed } = await server.registry.loadAll();
+      if (options.watch) server.registry.watch((change) => logRegistryChange(logger, change), options.onWatchedChange);
+      const { deployed, failed, skipped } = await server.registry.loadAll();
       const versions = new Map(server.registry.functions().map((f) => [f.name, f.current?.version]));
       for (const name of deployed) logger.info({ fn: name, version: versions.get(name) }, "deployed");
+      for (const f of skipped) logger.info({ fn: f.name, file: f.file }, f.message);
       for (const f of failed) {
         logger.error({ fn: functionNameOf(f.file), file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
       }

@@ -1,6 +1,6 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { StreamfnServer } from "../../src/server/server.js";
 import type { ServerOptions } from "../../src/server/server.js";
 import { createServerLogger } from "../../src/server/logger.js";
@@ -24,14 +24,17 @@ export interface TestServer {
 
 /**
  * Starts a real server on a free loopback port, serving the given function sources
- * (file name → TypeScript source) from a fresh temporary directory.
+ * (file name → TypeScript source; `lib/x.ts` makes the folder) from a fresh temporary directory.
  */
 export async function startTestServer(
   functions: Record<string, string>,
   options: Partial<ServerOptions> = {},
 ): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), "streamfn-test-"));
-  for (const [file, source] of Object.entries(functions)) await writeFile(join(dir, file), source);
+  for (const [file, source] of Object.entries(functions)) {
+    await mkdir(dirname(join(dir, file)), { recursive: true });
+    await writeFile(join(dir, file), source);
+  }
   const logs: LogRecordJson[] = [];
   const lines: string[] = [];
   const logger = createServerLogger({

@@ -79,7 +79,7 @@ async function functionFiles(path: string, name: string | undefined): Promise<{ 
 async function deployOne(target: ServerTarget, file: string, name: string): Promise<DeployOutcome> {
   try {
     progress(`bundling ${basename(file)}…`);
-    const bundle = await buildFunction(file, name, { apiExternal: true });
+    const bundle = (await buildFunction(file, name, { apiExternal: true })).code;
     progress(`uploading ${name} (${formatKiB(bundle.byteLength)}) to ${target.url}…`);
     const answer = await callServer<{ version: string; previous: string | null; unchanged: boolean }>(
       target,

@@ -3,21 +3,15 @@ import { Option } from "commander";
 import type { StreamFunctionOptions } from "../../api/types.js";
 import { StreamfnServer } from "../../server/server.js";
 import { HeldDestination, createServerLogger } from "../../server/logger.js";
-import { applySetting, parseCount, parsePort, readConfigFile } from "../config.js";
+import { applySetting, parseCount, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
+import type { FunctionSetting } from "../config.js";
 import { collect, selfCommand, withExample } from "../util.js";
 
 export function registerServe(program: Command): void {
-  const cmd = program
-    .command("serve")
-    .description("serve every function file in a directory (one file = one function)")
-    .argument("[dir]", "functions directory", "functions")
-    .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser((v) => parsePort(v, "--port (or $PORT)")))
-    .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
-    .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
-    .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
-    .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
-    .option("--no-watch", "do not redeploy functions when their files change, appear or go")
-    .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
+  const cmd = addServeFlags(
+    program.command("serve").description("serve every function file in a directory (one file = one function)"),
+  )
+    .option("--no-watch", "do not redeploy functions when their files (or files they import) change, appear or go")
     .action(async (dir: string, opts: ServeFlags) => {
       // The server's own records of its start-up wait until the line for a person is out.
       const serverLog = consoleLogger();
@@ -35,6 +29,18 @@ export function registerServe(program: Command): void {
   withExample(cmd, "streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000");
 }
 
+/** The directory argument and the flags `serve` and `dev` share. */
+export function addServeFlags(cmd: Command): Command {
+  return cmd
+    .argument("[dir]", "functions directory", "functions")
+    .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser((v) => parsePort(v, "--port (or $PORT)")))
+    .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
+    .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
+    .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
+    .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1);
+}
+
 export interface ServeFlags {
   port?: number;
   host?: string;
@@ -45,14 +51,29 @@ export interface ServeFlags {
   spareThreads: number;
 }
 
-/** Starts a server from `serve`-style flags (shared by `serve` and `dev`). */
-export async function startFromFlags(dir: string, opts: ServeFlags, extra: Partial<Parameters<typeof StreamfnServer.start>[0]> = {}): Promise<StreamfnServer> {
+/**
+ * Starts a server from `serve`-style flags (shared by `serve` and `dev`). Settings that name no
+ * served function go to `warn` (stderr by default): they are the command line's, not the server's.
+ */
+export async function startFromFlags(
+  dir: string,
+  opts: ServeFlags,
+  extra: Partial<Parameters<typeof StreamfnServer.start>[0]> = {},
+  warn: (line: string) => void = (line) => console.error(line),
+): Promise<StreamfnServer> {
   const cfg = opts.config ? readConfigFile(opts.config) : {};
   const defaults: Record<string, unknown> = { ...cfg.defaults };
   const overrides: Record<string, Record<string, unknown>> = {};
-  for (const [k, v] of Object.entries(cfg.functions ?? {})) overrides[k] = { ...v };
-  for (const s of opts.set) applySetting(s, defaults, overrides);
-  return StreamfnServer.start({
+  const named: FunctionSetting[] = [];
+  for (const [k, v] of Object.entries(cfg.functions ?? {})) {
+    overrides[k] = { ...v };
+    named.push({ name: k, where: `config ${opts.config}: functions.${k}` });
+  }
+  for (const s of opts.set) {
+    const fn = applySetting(s, defaults, overrides);
+    if (fn) named.push({ name: fn, where: `--set ${s}` });
+  }
+  const server = await StreamfnServer.start({
     functionsDir: dir,
     port: opts.port ?? cfg.port ?? 8080,
     host: opts.host ?? cfg.host ?? "127.0.0.1",
@@ -63,6 +84,9 @@ export async function startFromFlags(dir: string, opts: ServeFlags, extra: Parti
     spareThreads: opts.spareThreads,
     ...extra,
   });
+  const served = server.registry.functions().filter((f) => f.current).map((f) => f.name);
+  for (const w of unknownFunctionWarnings(named, served)) warn(w);
+  return server;
 }
 
 /**
