@@ -1,0 +1,153 @@
+import { StreamfnError, isErrorCode } from "../../api/errors.js";
+import type { ServerTarget } from "../client.js";
+import { HttpTransport } from "./http-transport.js";
+import { Pacer } from "./pacer.js";
+import { ProgressBar } from "./progress.js";
+import { inputKind, openSource } from "./sources.js";
+import type { InputSpec, Item, Source } from "./sources.js";
+import type { Transport } from "./transport.js";
+import { WsTransport } from "./ws-transport.js";
+
+export interface SendOptions extends Omit<InputSpec, "warn"> {
+  functionName: string;
+  target: ServerTarget;
+  stream?: string | undefined;
+  http: boolean;
+  /** Events per second; undefined sends as fast as the server takes them. */
+  rate?: number | undefined;
+  progress: boolean;
+}
+
+export interface SendIo {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+}
+
+interface EndSeen {
+  status?: string;
+  reason?: string;
+  error?: { code?: unknown; message?: unknown };
+}
+
+/**
+ * Sends one stream: checks the input, opens the stream, sends every event (paced when asked),
+ * prints every record the server sends back as it arrives, and returns the exit code: 0 only
+ * when the stream completed and no input was skipped.
+ */
+export async function sendStream(opts: SendOptions, io: SendIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let bar: ProgressBar | undefined;
+  const warn = (text: string): void => (bar ? bar.print(io.stderr, text) : void io.stderr.write(text));
+  const spec: InputSpec = { ...opts, warn };
+  const kind = await inputKind(spec);
+  if (kind !== "video" && (opts.fps !== undefined || opts.scale !== undefined || opts.ffmpeg !== undefined)) {
+    throw new StreamfnError("INVALID_OPTIONS", `--fps, --scale and --ffmpeg are for video input; ${opts.path ?? "stdin"} is not one (use --video if it is)`);
+  }
+  if (opts.http && kind !== "ndjson") {
+    throw new StreamfnError(
+      "INVALID_REQUEST",
+      `${kind === "dir" ? "a directory's files" : kind === "video" ? "video frames" : "--binary input"} are binary events, which the HTTP NDJSON route cannot carry (it has no binary, and base64 would reach the handler as a string): drop --http to send over WebSocket`,
+    );
+  }
+  const source = await openSource(spec, kind);
+
+  let sent = 0;
+  let outputs = 0;
+  let end: EndSeen | undefined;
+  const onRecord = (line: string): void => {
+    if (line.startsWith('{"type":"output"')) outputs++;
+    else if (line.startsWith('{"type":"end"')) {
+      try {
+        end = JSON.parse(line) as EndSeen;
+      } catch {
+        end = {};
+      }
+    }
+    if (bar) bar.print(io.stdout, `${line}\n`);
+    else io.stdout.write(`${line}\n`);
+  };
+  const transport: Transport = opts.http
+    ? new HttpTransport(opts.target, opts.functionName, opts.stream, onRecord)
+    : new WsTransport(opts.target, opts.functionName, opts.stream, onRecord);
+  try {
+    await transport.open();
+  } catch (err) {
+    source.close();
+    throw err;
+  }
+
+  const started = performance.now();
+  bar = new ProgressBar(
+    io.stderr,
+    () => {
+      const total = source.total();
+      return { sent, total: total?.n, approx: total?.approx ?? false, outputs, elapsedMs: performance.now() - started };
+    },
+    opts.progress,
+  );
+
+  // Ctrl-C ends the input: the function finishes with what it got and its last outputs print.
+  // A second one gives up at once.
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => (wake = resolve));
+  const onSigint = (): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    warn("streamfn: ending the input (Ctrl-C again to quit)\n");
+    wake?.();
+  };
+  process.on("SIGINT", onSigint);
+  void transport.closed.then(() => wake?.());
+
+  let sourceError: unknown;
+  const pacer = new Pacer(opts.rate);
+  const items = source.items();
+  try {
+    for (;;) {
+      // Waiting for input (a quiet stdin, a slow decoder) must not outlast the stream.
+      const next = await Promise.race([items.next(), stopped.then(() => undefined)]);
+      if (next === undefined || next.done || stopping || !transport.live) break;
+      await pacer.wait();
+      if (stopping || !transport.live) break;
+      await transport.send(next.value as Item);
+      sent++;
+    }
+  } catch (err) {
+    if (!stopping) sourceError = err;
+  } finally {
+    source.close();
+    void items.return(undefined).catch(() => {});
+  }
+  transport.end();
+  await transport.closed;
+  bar.stop();
+  process.off("SIGINT", onSigint);
+  return finish(io, source, end as EndSeen | undefined, sourceError, { sent, outputs, ms: performance.now() - started, tty: bar.active || (opts.progress && io.stderr.isTTY) });
+}
+
+function finish(io: SendIo, source: Source, end: EndSeen | undefined, sourceError: unknown, s: { sent: number; outputs: number; ms: number; tty: boolean }): number {
+  if (s.tty && end) {
+    io.stderr.write(`streamfn: stream ${end.status ?? "ended"} (${end.reason ?? "?"}): ${s.sent} events sent, ${s.outputs} outputs in ${(s.ms / 1000).toFixed(1)}s\n`);
+  }
+  let code = 0;
+  if (sourceError !== undefined) {
+    if (sourceError instanceof StreamfnError) io.stderr.write(`streamfn: ${sourceError.code}: ${sourceError.message}\n`);
+    else io.stderr.write(`streamfn: INTERNAL: reading the input failed: ${(sourceError as Error).message ?? String(sourceError)}\n`);
+    code = 1;
+  }
+  if (source.skipped > 0) {
+    io.stderr.write(`streamfn: ${source.skipped} bad input line${source.skipped === 1 ? " was" : "s were"} skipped (first: ${source.firstSkipped})\n`);
+    code = 1;
+  }
+  if (!end) {
+    io.stderr.write("streamfn: INTERNAL: the connection closed before the stream's end record\n");
+    return 1;
+  }
+  if (end.status !== "completed") {
+    const e = end.error;
+    const errCode = e && isErrorCode(e.code) ? e.code : "INTERNAL";
+    io.stderr.write(`streamfn: ${errCode}: the stream ${end.status ?? "ended"} (${end.reason ?? "?"})${e?.message ? `: ${String(e.message)}` : ""}\n`);
+    return 1;
+  }
+  return code;
+}
