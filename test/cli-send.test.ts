@@ -3,7 +3,7 @@
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,7 +13,7 @@ import { renderProgress } from "../src/cli/send/progress.js";
 import { checkLine } from "../src/cli/send/lines.js";
 import { fnSource } from "./helpers/contract-util.js";
 import { parseMetrics } from "./helpers/metrics-text.js";
-import { startTestServer } from "./helpers/server.js";
+import { eventually, startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 
 const kMain = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -29,7 +29,7 @@ interface Run {
 }
 
 /** Runs `streamfn send …` to its end; `input` is written to its stdin. */
-function send(args: string[], opts: { env?: Record<string, string | undefined>; input?: string } = {}): Promise<Run> {
+function send(args: string[], opts: { env?: Record<string, string | undefined>; input?: string | Uint8Array } = {}): Promise<Run> {
   const env: Record<string, string | undefined> = { ...process.env, STREAMFN_URL: undefined, STREAMFN_TOKEN: undefined, ...opts.env };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const started = Date.now();
@@ -162,6 +162,9 @@ describe("streamfn send (a real process)", () => {
     const r = await send(["lens", path, "--binary", "--url", t.url]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(outputsOf(r), [{ bytes: 5, head: [9, 8, 7, 6] }]);
+    const piped = await send(["lens", "-", "--binary", "--url", t.url], { input: "hello" });
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.deepEqual(outputsOf(piped), [{ bytes: 5, head: [104, 101, 108, 108] }]);
   });
 
   it("reports a missing file, an empty directory or a bad option before any stream opens", async () => {
@@ -253,6 +256,63 @@ describe("streamfn send (a real process)", () => {
     assert.match(down.stderr, /cannot reach the server at http:\/\/127\.0\.0\.1:1: ECONNREFUSED \(set --url or STREAMFN_URL\)/);
   });
 
+  it("ends the input on Ctrl-C: the function finishes, its outputs print, the exit code is 130", async () => {
+    const child = spawn(process.execPath, [kMain, "send", "echo", "--url", t.url], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const closed = new Promise<number | null>((resolve) => child.once("close", resolve));
+    child.stdin.write('"first"\n');
+    await eventually(() => stdout.includes('"data":"first"'), 10_000, "the first output");
+    child.kill("SIGINT");
+    const code = await closed;
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /ending the input/);
+    const end = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => r.type === "end");
+    assert.deepEqual(end, { type: "end", status: "completed", reason: "end", events: 1, outputs: 1 });
+  });
+
+  it("exits when the server ends the stream while stdin is still open", async () => {
+    const quick = await startTestServer({ "quick.ts": fnSource(`{ idleTimeoutMs: 200, async *handler(events) { for await (const e of events) yield e; } }`) });
+    const child = spawn(process.execPath, [kMain, "send", "quick", "--url", quick.url], { stdio: ["pipe", "pipe", "pipe"] });
+    try {
+      let stdout = "";
+      child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+      const closed = new Promise<number | null>((resolve) => child.once("close", resolve));
+      child.stdin.write("1\n");
+      assert.equal(await closed, 0, "stdin never ended, the idle stream did");
+      assert.match(stdout, /"reason":"idle"/);
+    } finally {
+      child.kill("SIGKILL");
+      await quick.close();
+    }
+  });
+
+  it("stops at the function's maxEvents, and when the handler returns early, without a flood of refusals", async () => {
+    const limited = await startTestServer({
+      "three.ts": fnSource(`{ maxEvents: 3, async *handler(events) { for await (const e of events) yield e; } }`),
+      "first.ts": fnSource(`{ async handler(events) { for await (const e of events) return e; } }`),
+    });
+    try {
+      const path = await file("many.ndjson", Array.from({ length: 5000 }, (_, i) => `${i}`).join("\n"));
+      for (const extra of [[], ["--http"]]) {
+        const r = await send(["three", path, "--url", limited.url, ...extra]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(outputsOf(r), [0, 1, 2]);
+        assert.equal(endOf(r)!.reason, "max-events");
+        assert.match(r.stderr, /three takes at most 3 events per stream \(its maxEvents\); the rest of the input was not sent/);
+        assert.equal(r.records.filter((x) => x.type === "error").length, 0, "nothing sent past the limit");
+
+        const first = await send(["first", path, "--url", limited.url, ...extra]);
+        assert.equal(first.code, 0, first.stderr);
+        assert.equal(endOf(first)!.reason, "returned");
+      }
+    } finally {
+      await limited.close();
+    }
+  });
+
   it("exits 1 when the stream fails", async () => {
     const failing = await startTestServer({ "boom.ts": fnSource(`{ async handler(events) { for await (const _ of events) throw new Error("kaput"); } }`) });
     try {
@@ -295,6 +355,12 @@ describe("streamfn send (a real process)", () => {
       const frames = outputsOf(r) as { bytes: number; head: number[] }[];
       assert.equal(frames.length, 10);
       for (const f of frames) assert.deepEqual(f.head.slice(0, 3), [0xff, 0xd8, 0xff], "a JPEG");
+    });
+
+    it("reads a video piped to stdin with --video", async () => {
+      const r = await send(["lens", "-", "--video", "--url", t.url], { input: await readFile(clip) });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(outputsOf(r).length, 10);
     });
 
     it("takes --fps, --scale, --frame-format png, --rate and --ffmpeg", async () => {

@@ -40,6 +40,7 @@ export function parseScale(v: string): string {
 export function registerSend(program: Command): void {
   const cmd = program
     .command("send")
+    .summary("stream events to a function and print its outputs as they arrive")
     .description(
       "stream events to a function and print its outputs as they arrive (one JSON record per line): " +
         "NDJSON lines from a file or stdin, the files of a directory, or the frames of a video",

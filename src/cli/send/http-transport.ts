@@ -23,9 +23,11 @@ export class HttpTransport implements Transport {
   constructor(target: ServerTarget, functionName: string, streamId: string | undefined, onRecord: RecordHandler) {
     const url = new URL(target.url + streamPath(functionName, streamId));
     const request = url.protocol === "https:" ? httpsRequest : httpRequest;
+    // A kept-alive connection, not `Connection: close`: a server that closes the socket after
+    // its response while body bytes are still arriving resets the connection, and the reset
+    // can take the response's last records (the end record) with it.
     this.#req = request(url, {
       method: "POST",
-      agent: false,
       headers: { ...authHeaders(target), "content-type": "application/x-ndjson" },
     });
     const req = this.#req;
@@ -53,6 +55,9 @@ export class HttpTransport implements Transport {
         lines.on("line", (line) => {
           if (line !== "") onRecord(line);
         });
+        // A connection lost midway: 'close' follows, and the missing end record says the rest.
+        lines.on("error", () => {});
+        res.on("error", () => {});
         res.once("close", () => {
           this.#responseEnded = true;
           // The stream is over; whatever of the body is still unsent is not wanted.

@@ -13,10 +13,17 @@ export class Pacer {
     this.#intervalMs = ratePerSecond ? 1000 / ratePerSecond : 0;
   }
 
-  async wait(): Promise<void> {
+  /** Waits until the next send is due, or until `signal` fires. */
+  async wait(signal?: AbortSignal): Promise<void> {
     if (this.#intervalMs === 0) return;
     const now = performance.now();
-    if (this.#due !== undefined && this.#due > now) await sleep(this.#due - now);
+    if (this.#due !== undefined && this.#due > now) {
+      try {
+        await sleep(this.#due - now, undefined, signal ? { signal } : undefined);
+      } catch {
+        return; // aborted: the caller stops
+      }
+    }
     const at = performance.now();
     const late = this.#due === undefined || at - this.#due > this.#intervalMs;
     this.#due = (late ? at : this.#due!) + this.#intervalMs;

@@ -1,4 +1,5 @@
 import { StreamfnError, isErrorCode } from "../../api/errors.js";
+import { callServer } from "../client.js";
 import type { ServerTarget } from "../client.js";
 import { HttpTransport } from "./http-transport.js";
 import { Pacer } from "./pacer.js";
@@ -53,9 +54,16 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
   let sent = 0;
   let outputs = 0;
   let end: EndSeen | undefined;
+  let inputEnded = false;
+  const halt = new AbortController();
   const onRecord = (line: string): void => {
     if (line.startsWith('{"type":"output"')) outputs++;
-    else if (line.startsWith('{"type":"end"')) {
+    else if (line.startsWith('{"type":"error"') && /"code":"STREAM_(INPUT_)?ENDED"/.test(line)) {
+      // The server ended the input (max-events, the handler returned): more events only earn
+      // more of these, and a flood of them gets the connection cut before the end record.
+      inputEnded = true;
+      halt.abort();
+    } else if (line.startsWith('{"type":"end"')) {
       try {
         end = JSON.parse(line) as EndSeen;
       } catch {
@@ -65,6 +73,7 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
     if (bar) bar.print(io.stdout, `${line}\n`);
     else io.stdout.write(`${line}\n`);
   };
+  const maxEvents = opts.envelopes ? undefined : await maxEventsOf(opts.target, opts.functionName);
   const transport: Transport = opts.http
     ? new HttpTransport(opts.target, opts.functionName, opts.stream, onRecord)
     : new WsTransport(opts.target, opts.functionName, opts.stream, onRecord);
@@ -88,28 +97,30 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
   // Ctrl-C ends the input: the function finishes with what it got and its last outputs print.
   // A second one gives up at once.
   let stopping = false;
-  let wake: (() => void) | undefined;
-  const stopped = new Promise<void>((resolve) => (wake = resolve));
   const onSigint = (): void => {
     if (stopping) process.exit(130);
     stopping = true;
     warn("streamfn: ending the input (Ctrl-C again to quit)\n");
-    wake?.();
+    halt.abort();
   };
   process.on("SIGINT", onSigint);
-  void transport.closed.then(() => wake?.());
+  void transport.closed.then(() => halt.abort());
 
   let sourceError: unknown;
   const pacer = new Pacer(opts.rate);
   const items = source.items();
   try {
-    for (;;) {
-      // Waiting for input (a quiet stdin, a slow decoder) must not outlast the stream.
-      const next = await Promise.race([items.next(), stopped.then(() => undefined)]);
-      if (next === undefined || next.done || stopping || !transport.live) break;
-      await pacer.wait();
-      if (stopping || !transport.live) break;
-      await transport.send(next.value as Item);
+    while (!halt.signal.aborted && transport.live) {
+      const next = await nextOrHalt(items, halt.signal);
+      if (next === undefined || next.done) break;
+      if (maxEvents !== undefined && sent >= maxEvents) {
+        // The server would end the input here anyway and refuse every event after it.
+        warn(`streamfn: ${opts.functionName} takes at most ${maxEvents} events per stream (its maxEvents); the rest of the input was not sent\n`);
+        break;
+      }
+      await pacer.wait(halt.signal);
+      if (halt.signal.aborted || !transport.live) break;
+      await transport.send(next.value);
       sent++;
     }
   } catch (err) {
@@ -118,11 +129,55 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
     source.close();
     void items.return(undefined).catch(() => {});
   }
-  transport.end();
+  // An end message after the server ended the input would only be refused; the HTTP body
+  // still has to be closed.
+  if (!inputEnded || opts.http) transport.end();
   await transport.closed;
   bar.stop();
   process.off("SIGINT", onSigint);
-  return finish(io, source, end as EndSeen | undefined, sourceError, { sent, outputs, ms: performance.now() - started, tty: bar.active || (opts.progress && io.stderr.isTTY) });
+  const code = finish(io, source, end as EndSeen | undefined, sourceError, { sent, outputs, ms: performance.now() - started, tty: opts.progress && io.stderr.isTTY });
+  // Interrupted: not all of the input went, whatever the stream made of what did.
+  return stopping && code === 0 ? 130 : code;
+}
+
+/**
+ * The function's maxEvents, from the server's status, or undefined when it cannot be had
+ * (then the server's own refusals are all there is). Not for --envelopes: duplicates there do
+ * not count toward the limit.
+ */
+async function maxEventsOf(target: ServerTarget, functionName: string): Promise<number | undefined> {
+  try {
+    const status = await callServer<{ functions?: { name: string; options?: { maxEvents?: unknown } | null }[] }>(target, "GET", "/v1/status");
+    const max = status.functions?.find((f) => f.name === functionName)?.options?.maxEvents;
+    return typeof max === "number" && Number.isSafeInteger(max) && max > 0 ? max : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The input's next event, or undefined once `signal` fires first: waiting for input (a quiet
+ * stdin, a slow decoder) must not outlast the stream or a Ctrl-C.
+ */
+function nextOrHalt(items: AsyncGenerator<Item>, signal: AbortSignal): Promise<IteratorResult<Item> | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  const pending = items.next();
+  // Closing the input may make this read fail after it stopped mattering.
+  pending.catch(() => {});
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(undefined);
+    signal.addEventListener("abort", onAbort, { once: true });
+    pending.then(
+      (r) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(r);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 function finish(io: SendIo, source: Source, end: EndSeen | undefined, sourceError: unknown, s: { sent: number; outputs: number; ms: number; tty: boolean }): number {
