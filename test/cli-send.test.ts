@@ -1,7 +1,8 @@
 // `streamfn send` as a real process against a real server: inputs, validation before any
 // stream opens, pacing, both transports, video frames through ffmpeg.
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { createRequire } from "node:module";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -138,6 +139,18 @@ describe("streamfn send (a real process)", () => {
     assert.match(r.stderr, /1 bad input line was skipped/);
     assert.deepEqual(outputsOf(r), [{ x: 1 }, { x: 3 }]);
     assert.equal(endOf(r)!.status, "completed");
+  });
+
+  it("reads a named pipe (as from <(command)) as it comes, like stdin", async () => {
+    const fifo = join(dir, "events.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const running = send(["echo", fifo, "--url", t.url]);
+    const w = createWriteStream(fifo);
+    w.end('{"p":1}\nnope\n{"p":3}\n');
+    const r = await running;
+    assert.equal(r.code, 1, "a line was skipped");
+    assert.match(r.stderr, /line 2: nope is not valid JSON .*; skipped/);
+    assert.deepEqual(outputsOf(r), [{ p: 1 }, { p: 3 }]);
   });
 
   it("sends a directory's files as binary events in name order (numbers by value), skipping hidden files", async () => {

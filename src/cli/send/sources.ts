@@ -94,7 +94,9 @@ export async function inputKind(spec: InputSpec): Promise<InputKind> {
 export async function openSource(spec: InputSpec, kind: InputKind): Promise<Source> {
   switch (kind) {
     case "ndjson":
-      return spec.path === undefined ? stdinLines(spec) : await ndjsonFile(spec.path, spec.envelopes);
+      // A pipe (`<(jq -c . data.json)`, /dev/stdin) can be read only once: checked as it goes, like stdin.
+      if (spec.path === undefined || !(await isRegularFile(spec.path))) return liveLines(spec);
+      return await ndjsonFile(spec.path, spec.envelopes);
     case "dir":
       return await directory(spec.path!);
     case "binary":
@@ -164,13 +166,20 @@ export async function checkNdjsonFile(path: string, envelopes: boolean): Promise
   return events;
 }
 
-function stdinLines(spec: InputSpec): Source {
+async function isRegularFile(path: string): Promise<boolean> {
+  return (await stat(path)).isFile();
+}
+
+/** Lines of stdin or a pipe, checked as they come: a bad one is skipped with a warning. */
+function liveLines(spec: InputSpec): Source {
   let skipped = 0;
   let firstSkipped: string | undefined;
   let lines: ReturnType<typeof createInterface> | undefined;
+  let input: NodeJS.ReadableStream & { destroy(): void } | undefined;
   async function* items(): AsyncGenerator<Item> {
     // Made only now: lines read before iteration starts would be lost.
-    lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    input = spec.path === undefined ? process.stdin : createReadStream(spec.path);
+    lines = createInterface({ input, crlfDelay: Infinity });
     let lineNo = 0;
     for await (const line of lines) {
       let wire;
@@ -194,7 +203,7 @@ function stdinLines(spec: InputSpec): Source {
     items,
     close: () => {
       lines?.close();
-      process.stdin.destroy();
+      (input ?? process.stdin).destroy();
     },
     get skipped() {
       return skipped;
@@ -255,17 +264,23 @@ function tooBig(what: string, size: number): StreamfnError {
 /** A whole file (or all of standard input) as one binary event. */
 async function wholeInput(path: string | undefined): Promise<Source> {
   let bytes: Buffer;
-  if (path !== undefined) {
+  if (path !== undefined && (await isRegularFile(path))) {
     const { size } = await stat(path);
     if (size > kMaxBinaryBytes) throw tooBig(path, size);
     bytes = await readFile(path);
   } else {
+    // stdin or a pipe: no size up front, so the limit is checked while reading.
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
-      size += chunk.byteLength;
-      if (size > kMaxBinaryBytes) throw tooBig("standard input", size);
-      chunks.push(chunk);
+    const input = path === undefined ? process.stdin : createReadStream(path);
+    try {
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        size += chunk.byteLength;
+        if (size > kMaxBinaryBytes) throw tooBig(path ?? "standard input", size);
+        chunks.push(chunk);
+      }
+    } finally {
+      input.destroy();
     }
     bytes = Buffer.concat(chunks);
   }
