@@ -1,7 +1,7 @@
 // `streamfn send` as a real process against a real server: inputs, validation before any
 // stream opens, pacing, both transports, video frames through ffmpeg.
 import { strict as assert } from "node:assert";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { createRequire } from "node:module";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -17,6 +17,7 @@ import { parseMetrics } from "./helpers/metrics-text.js";
 import { eventually, startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 
+const hasScript = spawnSync("script", ["--version"]).status === 0;
 const kMain = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const kFfmpeg = (createRequire(import.meta.url)("@ffmpeg-installer/ffmpeg") as { path: string }).path;
 
@@ -336,6 +337,23 @@ describe("streamfn send (a real process)", () => {
     } finally {
       await failing.close();
     }
+  });
+
+  it("shows a progress line on a terminal's stderr and clears it before the end", { skip: !hasScript && "no script(1) to make a terminal" }, async () => {
+    const path = await file("tty.ndjson", "1\n2\n3\n4\n5\n6\n");
+    const out = join(dir, "tty-out.ndjson");
+    const cmd = [process.execPath, kMain, "send", "echo", path, "--rate", "10", "--url", t.url].map((a) => `'${a}'`).join(" ");
+    // script(1) runs the command on a pseudo-terminal; stdout goes to a file, so what the
+    // terminal shows is stderr alone.
+    const tty = spawn("script", ["-qec", `${cmd} > '${out}'`, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    let screen = "";
+    tty.stdout.on("data", (c: Buffer) => (screen += c.toString()));
+    tty.stdin.end();
+    assert.equal(await new Promise((r) => tty.once("close", r)), 0, screen);
+    assert.match(screen, /\[[#-]{24}\] \d\/6 events {2}[\d.]+\/s {2}\d outputs? {2}[\d.]+s/, "a bar with the known total");
+    assert.match(screen, /\r\x1b\[Kstreamfn: stream completed \(end\): 6 events sent, 6 outputs in [\d.]+s/, "cleared, then the summary");
+    const records = (await readFile(out, "utf8")).trim().split("\n");
+    assert.equal(records.length, 8, "stdout has the records and nothing of the bar");
   });
 
   it("has help that names the environment variables and shows examples", async () => {

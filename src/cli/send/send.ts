@@ -91,7 +91,8 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
       const total = source.total();
       return { sent, total: total?.n, approx: total?.approx ?? false, outputs, elapsedMs: performance.now() - started };
     },
-    opts.progress,
+    // Someone typing events at the terminal does not want a bar redrawn over their typing.
+    opts.progress && !(opts.path === undefined && kind === "ndjson" && process.stdin.isTTY),
   );
 
   // Ctrl-C ends the input: the function finishes with what it got and its last outputs print.
