@@ -424,6 +424,7 @@ describe("send's parts", () => {
     assert.deepEqual(checkLine('{"data":1,"seq":4}', 1, true), { kind: "event", text: '{"data":1,"seq":4}' });
     assert.deepEqual(checkLine('{"end":true}', 1, true), { kind: "end" });
     assert.equal(checkLine("   ", 1, false), null);
+    assert.deepEqual(checkLine("\ufeff[1]", 1, false), { kind: "event", text: '{"data":[1]}' }, "a byte-order mark is dropped");
     assert.throws(() => checkLine("garbage", 3, false), { code: "INVALID_JSON", message: /^line 3: garbage is not valid JSON \(Unexpected token/ });
     assert.throws(() => checkLine("x".repeat(500), 9, false), (err: Error) => err.message.length < 200);
   });

@@ -13,6 +13,8 @@ const kQuoteMax = 80;
  * Blank lines are skipped (null), as the server skips them.
  */
 export function checkLine(text: string, lineNo: number, envelopes: boolean): WireLine | null {
+  // Editors on some systems start a UTF-8 file with a byte-order mark; it is not part of the JSON.
+  if (lineNo === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.trim() === "") return null;
   let value: unknown;
   try {
