@@ -327,6 +327,23 @@ describe("streamfn send (a real process)", () => {
     }
   });
 
+  it("exits 1 when the server refused an event, though the stream went on and completed", async () => {
+    const small = await startTestServer({ "echo.ts": echo }, { overrides: { echo: { maxEventBytes: 40 } } });
+    try {
+      const path = await file("sizes.ndjson", `"short"\n"${"x".repeat(100)}"\n"after"\n`);
+      for (const extra of [[], ["--http"]]) {
+        const r = await send(["echo", path, "--url", small.url, ...extra]);
+        assert.equal(r.code, 1, extra.join(" "));
+        assert.deepEqual(outputsOf(r), ["short", "after"]);
+        assert.equal(r.records.find((x) => x.type === "error")!.code, "EVENT_TOO_LARGE");
+        assert.equal(endOf(r)!.status, "completed");
+        assert.match(r.stderr, /the server refused 1 event \(first: EVENT_TOO_LARGE: /);
+      }
+    } finally {
+      await small.close();
+    }
+  });
+
   it("exits 1 when the stream fails", async () => {
     const failing = await startTestServer({ "boom.ts": fnSource(`{ async handler(events) { for await (const _ of events) throw new Error("kaput"); } }`) });
     try {

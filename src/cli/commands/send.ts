@@ -65,7 +65,7 @@ export function registerSend(program: Command): void {
     .option("--no-progress", "no progress line on stderr (it only shows on a terminal anyway)")
     .addHelpText(
       "after",
-      `\n${kTargetHelp}\nEvery line is checked before the stream opens; from stdin, a bad line is skipped with a warning\nand the exit code is 1. The exit code is 0 only when the stream completed.`,
+      `\n${kTargetHelp}\nEvery line is checked before the stream opens; from stdin, a bad line is skipped with a warning\nand the exit code is 1. The exit code is 0 only when the stream completed and the server\nrefused none of its events.`,
     )
     .action(async (fn: string, input: string | undefined, flags: SendFlags) => {
       process.exitCode = await sendStream(optionsFrom(fn, input, flags));

@@ -33,7 +33,7 @@ interface EndSeen {
 /**
  * Sends one stream: checks the input, opens the stream, sends every event (paced when asked),
  * prints every record the server sends back as it arrives, and returns the exit code: 0 only
- * when the stream completed and no input was skipped.
+ * when the stream completed with every event: none skipped here, none refused by the server.
  */
 export async function sendStream(opts: SendOptions, io: SendIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let bar: ProgressBar | undefined;
@@ -55,6 +55,9 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
   let outputs = 0;
   let end: EndSeen | undefined;
   let inputEnded = false;
+  /** Events the server refused (too large, bad envelope…): the stream went on without them. */
+  let refused = 0;
+  let firstRefused: string | undefined;
   const halt = new AbortController();
   const onRecord = (line: string): void => {
     if (line.startsWith('{"type":"output"')) outputs++;
@@ -63,6 +66,9 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
       // more of these, and a flood of them gets the connection cut before the end record.
       inputEnded = true;
       halt.abort();
+    } else if (line.startsWith('{"type":"error"')) {
+      refused++;
+      firstRefused ??= describeError(line);
     } else if (line.startsWith('{"type":"end"')) {
       try {
         end = JSON.parse(line) as EndSeen;
@@ -136,9 +142,22 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
   await transport.closed;
   bar.stop();
   process.off("SIGINT", onSigint);
-  const code = finish(io, source, end as EndSeen | undefined, sourceError, { sent, outputs, ms: performance.now() - started, tty: opts.progress && io.stderr.isTTY });
+  let code = finish(io, source, end as EndSeen | undefined, sourceError, { sent, outputs, ms: performance.now() - started, tty: opts.progress && io.stderr.isTTY });
+  if (refused > 0) {
+    io.stderr.write(`streamfn: the server refused ${refused} event${refused === 1 ? "" : "s"} (first: ${firstRefused}); see the error records\n`);
+    code = code === 0 ? 1 : code;
+  }
   // Interrupted: not all of the input went, whatever the stream made of what did.
   return stopping && code === 0 ? 130 : code;
+}
+
+function describeError(line: string): string {
+  try {
+    const e = JSON.parse(line) as { code?: unknown; message?: unknown };
+    return `${String(e.code)}: ${String(e.message)}`;
+  } catch {
+    return line.slice(0, 200);
+  }
 }
 
 /**
