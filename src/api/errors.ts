@@ -40,6 +40,9 @@ export const ErrorCodes = {
   FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
   INVALID_FUNCTION: { status: 500, retryable: false },
   INVALID_OPTIONS: { status: 400, retryable: false },
+  // the CLI's own work (streamfn init)
+  DIRECTORY_NOT_EMPTY: { status: 409, retryable: false },
+  INSTALL_FAILED: { status: 500, retryable: false },
   INTERNAL: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 

@@ -53,8 +53,14 @@ export async function bundleFunction(file: string, name: string, outDir: string)
   }
   const code = result.outputFiles[0]!.contents;
   const version = createHash("sha256").update(code).digest("hex").slice(0, 12);
-  await mkdir(outDir, { recursive: true });
   const path = join(outDir, `${name}.${version}.mjs`);
-  await writeFile(path, code);
+  try {
+    await writeFile(path, code);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    // First bundle, or a server closing on the same directory just removed the empty folder.
+    await mkdir(outDir, { recursive: true });
+    await writeFile(path, code);
+  }
   return { version, path };
 }

@@ -1,4 +1,4 @@
-import { readdir, stat, unlink } from "node:fs/promises";
+import { mkdir, readdir, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
@@ -14,7 +14,10 @@ import { DirectoryWatcher } from "./watcher.js";
 
 export interface RegistryOptions {
   dir: string;
-  /** Where bundles are written. Default `<dir>/.streamfn`. */
+  /**
+   * The server's folder next to the functions. Default `<dir>/.streamfn`. It gets a
+   * `.gitignore` of `*` so it is never committed; bundles go in its `bundles/`.
+   */
   cacheDir?: string;
   /** Applied under every function's own options. */
   defaults?: StreamFunctionOptions;
@@ -60,6 +63,11 @@ export function functionNameOf(file: string): string | undefined {
 export class Registry implements FunctionCatalog {
   readonly dir: string;
   readonly cacheDir: string;
+  /** `<cacheDir>/bundles`: where this registry writes its bundles (and removes them on close). */
+  readonly bundlesDir: string;
+  /** Every bundle this registry wrote that may still be on disk. */
+  readonly #written = new Set<string>();
+  #cacheReady: Promise<void> | undefined;
   /** Bundles being deployed right now: not to be deleted by a version that drains meanwhile. */
   readonly #loading = new Set<string>();
   readonly #functions = new Map<string, DeployedFunction>();
@@ -73,6 +81,7 @@ export class Registry implements FunctionCatalog {
     this.#options = options;
     this.dir = resolve(options.dir);
     this.cacheDir = options.cacheDir ? resolve(options.cacheDir) : join(this.dir, ".streamfn");
+    this.bundlesDir = join(this.cacheDir, "bundles");
     for (const [name, o] of Object.entries(options.overrides ?? {})) validateOptions(o, `overrides for ${name}`);
     validateOptions(options.defaults, "server defaults");
   }
@@ -173,6 +182,32 @@ export class Registry implements FunctionCatalog {
     }
     this.#functions.clear();
     await Promise.all(pools.map((p) => p.close()));
+    await this.#removeBundles();
+  }
+
+  /**
+   * Deletes the bundles this registry wrote. The folder goes too if that leaves it empty
+   * (another server on the same directory keeps its own); the rest of the cache dir stays.
+   */
+  async #removeBundles(): Promise<void> {
+    await Promise.all([...this.#written].map((path) => unlink(path).catch(() => {})));
+    this.#written.clear();
+    await rmdir(this.bundlesDir).catch(() => {});
+  }
+
+  /** Creates the cache dir with a `.gitignore` of `*`, once; an existing `.gitignore` is left alone. */
+  #prepareCache(): Promise<void> {
+    this.#cacheReady ??= (async () => {
+      await mkdir(this.cacheDir, { recursive: true });
+      try {
+        await writeFile(join(this.cacheDir, ".gitignore"), "# Written by streamfn: what it keeps next to the functions is never committed.\n*\n", { flag: "wx" });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+    })();
+    // A failure (a read-only directory) is reported by this deploy and retried by the next.
+    this.#cacheReady.catch(() => (this.#cacheReady = undefined));
+    return this.#cacheReady;
   }
 
   #serial<T>(name: string, task: () => Promise<T>): Promise<T> {
@@ -202,7 +237,11 @@ export class Registry implements FunctionCatalog {
 
   async #deploy(name: string, file: string): Promise<DeployedFunction> {
     if (this.#closed) throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry is closed`);
-    const bundle = await bundleFunction(file, name, this.cacheDir);
+    await this.#prepareCache().catch((err: unknown) => {
+      throw new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: cannot create ${this.cacheDir}: ${(err as Error).message}`, { cause: err });
+    });
+    const bundle = await bundleFunction(file, name, this.bundlesDir);
+    this.#written.add(bundle.path);
     this.#loading.add(bundle.path);
     try {
       return await this.#activate(name, file, bundle);
@@ -255,7 +294,10 @@ export class Registry implements FunctionCatalog {
       // A removed function is forgotten once its last version has drained.
       if (!fn.current && fn.retiring.size === 0 && this.#functions.get(fn.name) === fn) this.#functions.delete(fn.name);
       // Its bundle goes too, unless a live pool runs the same content (an edit that was undone).
-      if (!this.#bundleInUse(pool.bundlePath)) void unlink(pool.bundlePath).catch(() => {});
+      if (!this.#bundleInUse(pool.bundlePath)) {
+        this.#written.delete(pool.bundlePath);
+        void unlink(pool.bundlePath).catch(() => {});
+      }
     };
     pool.drain();
   }
