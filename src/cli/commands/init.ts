@@ -76,14 +76,16 @@ async function initProject(dir: string, opts: { install: boolean; streamfn?: str
     await npmInstall(target);
   }
   const cd = shown === "." ? [] : [`cd ${/[\s'"$`\\]/.test(shown) ? JSON.stringify(shown) : shown}`];
-  const steps = [
-    ...cd,
-    ...(opts.install ? [] : ["npm install"]),
-    "npm test                                # run the function's tests",
-    "npm start                               # serve functions/ on http://127.0.0.1:8080",
-    `npx streamfn send ${kFunctionName} events.ndjson   # in a second terminal: stream to it`,
+  const steps: [string, string][] = [
+    ...cd.map((c): [string, string] => [c, ""]),
+    ...(opts.install ? [] : [["npm install", ""] as [string, string]]),
+    ["npm test", "run the function's tests"],
+    ["npm start", "serve functions/ on http://127.0.0.1:8080"],
+    [`npx streamfn send ${kFunctionName} events.ndjson`, "in a second terminal: stream to it"],
   ];
-  console.log(`\nDone. Next:\n${steps.map((s) => `  ${s}`).join("\n")}`);
+  const width = Math.max(...steps.map(([c]) => c.length)) + 2;
+  const lines = steps.map(([c, why]) => (why ? `${c.padEnd(width)}# ${why}` : c));
+  console.log(`\nDone. Next:\n${lines.map((l) => `  ${l}`).join("\n")}`);
 }
 
 async function assertEmptyDir(target: string): Promise<void> {

@@ -1,0 +1,104 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion and collects its output; never rejects on a non-zero exit. */
+export function run(command: string, args: string[], options: SpawnOptions & { input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...options, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+    child.once("error", reject);
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.stdin!.end(options.input ?? "");
+  });
+}
+
+/** Fails with the command's output when it did not exit 0. */
+export function assertRan(what: string, r: RunResult): RunResult {
+  if (r.code !== 0) throw new Error(`${what} exited with ${r.code ?? r.signal}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+  return r;
+}
+
+/**
+ * A long-running child (a server) in its own process group, so stopping it also stops what it
+ * started (`npm start` runs a shell that runs node).
+ */
+export class Background {
+  readonly child: ChildProcess;
+  output = "";
+  #exited: Promise<void>;
+  #exitCode: number | null | undefined;
+  #waiters: (() => void)[] = [];
+
+  constructor(command: string, args: string[], options: SpawnOptions = {}) {
+    this.child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const take = (c: Buffer): void => {
+      this.output += c.toString();
+      for (const w of this.#waiters.splice(0)) w();
+    };
+    this.child.stdout!.on("data", take);
+    this.child.stderr!.on("data", take);
+    this.#exited = new Promise((resolve) =>
+      this.child.once("exit", (code) => {
+        this.#exitCode = code;
+        for (const w of this.#waiters.splice(0)) w();
+        resolve();
+      }),
+    );
+  }
+
+  get running(): boolean {
+    return this.#exitCode === undefined;
+  }
+
+  /** Waits until the output matches; fails if the process exits first or the time runs out. */
+  async waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.output.match(pattern);
+      if (m) return m;
+      if (!this.running) throw new Error(`process exited (${this.#exitCode}) before printing ${pattern}; output:\n${this.output}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${pattern}; output:\n${this.output}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  exited(): Promise<void> {
+    return this.#exited;
+  }
+
+  /** SIGTERM to the group, SIGKILL if it is still there after `graceMs`. */
+  async stop(graceMs = 8_000): Promise<void> {
+    if (!this.running) return;
+    this.#signal("SIGTERM");
+    const timer = setTimeout(() => this.#signal("SIGKILL"), graceMs);
+    await this.#exited;
+    clearTimeout(timer);
+    // Whatever the group leader left behind (its group id stays ours while a member lives).
+    this.#signal("SIGKILL");
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-this.child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
