@@ -83,15 +83,26 @@ export class Background {
     return this.#exited;
   }
 
-  /** SIGTERM to the group, SIGKILL if it is still there after `graceMs`. */
+  /**
+   * SIGTERM to the group; waits for every process in it (the leader may exit before what it
+   * started, e.g. npm before the server it runs), SIGKILL to what is left after `graceMs`.
+   */
   async stop(graceMs = 8_000): Promise<void> {
-    if (!this.running) return;
+    if (!this.#groupAlive()) return;
     this.#signal("SIGTERM");
-    const timer = setTimeout(() => this.#signal("SIGKILL"), graceMs);
-    await this.#exited;
-    clearTimeout(timer);
-    // Whatever the group leader left behind (its group id stays ours while a member lives).
+    const deadline = Date.now() + graceMs;
+    while (this.#groupAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.#signal("SIGKILL");
+    await this.#exited;
+  }
+
+  #groupAlive(): boolean {
+    try {
+      process.kill(-this.child.pid!, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #signal(signal: NodeJS.Signals): void {
@@ -101,4 +112,21 @@ export class Background {
       // already gone
     }
   }
+}
+
+/**
+ * This process's environment without what `npm test` / `npx` / `node --test` set about the
+ * run they belong to (npm_package_*, npm_lifecycle_*, npm_config_local_prefix…,
+ * NODE_TEST_CONTEXT): commands a test runs in another project must see that project only.
+ * `extra` is added on top.
+ */
+export function cleanNpmEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^npm_(package_|lifecycle_|command$|config_local_prefix$)/i.test(k) || k === "INIT_CWD") continue;
+    // Set by node --test for its children: a nested `node --test` would report to us, not print.
+    if (k === "NODE_TEST_CONTEXT") continue;
+    env[k] = v;
+  }
+  return { ...env, ...extra };
 }
