@@ -18,6 +18,7 @@ export function run(command: string, args: string[], options: SpawnOptions & { i
     child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
     child.once("error", reject);
     child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.stdin!.on("error", () => {}); // a command that exits without reading its input
     child.stdin!.end(options.input ?? "");
   });
 }
