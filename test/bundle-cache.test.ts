@@ -15,8 +15,10 @@ export default defineStreamFunction({ async *handler(events) { for await (const 
 
 describe("the .streamfn folder", () => {
   it("is git-ignored, holds the bundles, and loses them (only them) on close", async () => {
-    const t = await startTestServer({ "echo.ts": echo });
+    // bad.ts bundles but is no stream function: its version fails to load and leaves no bundle.
+    const t = await startTestServer({ "echo.ts": echo, "bad.ts": "export default 42;" });
     try {
+      assert.ok(t.logs.some((l) => /(FUNCTION_LOAD_FAILED|INVALID_FUNCTION): bad/.test(l)), `bad.ts was refused: ${t.logs.join("\n")}`);
       const cache = join(t.dir, ".streamfn");
       assert.equal(await readFile(join(cache, ".gitignore"), "utf8").then((s) => s.split("\n").includes("*")), true);
       const bundles = await readdir(join(cache, "bundles"));
@@ -34,7 +36,7 @@ describe("the .streamfn folder", () => {
       // A repository around the functions does not see the folder at all.
       assertRan("git init", await run("git", ["init", "-q"], { cwd: t.dir }));
       const status = assertRan("git status", await run("git", ["status", "--porcelain", "--untracked-files=all"], { cwd: t.dir }));
-      assert.deepEqual(status.stdout.trim().split("\n"), ["?? echo.ts"]);
+      assert.deepEqual(status.stdout.trim().split("\n"), ["?? bad.ts", "?? echo.ts"]);
 
       await t.server.close();
       assert.equal(existsSync(join(cache, "bundles")), false, "bundles/ is gone");

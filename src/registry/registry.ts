@@ -245,6 +245,14 @@ export class Registry implements FunctionCatalog {
     this.#loading.add(bundle.path);
     try {
       return await this.#activate(name, file, bundle);
+    } catch (err) {
+      this.#loading.delete(bundle.path);
+      // A version that failed to load leaves no bundle behind.
+      if (!this.#bundleInUse(bundle.path)) {
+        this.#written.delete(bundle.path);
+        await unlink(bundle.path).catch(() => {});
+      }
+      throw err;
     } finally {
       this.#loading.delete(bundle.path);
     }
