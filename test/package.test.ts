@@ -3,6 +3,7 @@
 // project `streamfn init` scaffolds, and docs/getting-started.md run command by command.
 // Slow (npm installs, some from the registry): tens of seconds.
 import { strict as assert } from "node:assert";
+import { readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,7 +16,11 @@ import { Background, assertRan, cleanNpmEnv, run } from "./helpers/processes.js"
 import { StreamClient } from "./helpers/ws-client.js";
 
 const kRepo = fileURLToPath(new URL("../../", import.meta.url));
-const kPackage = JSON.parse(await readFile(join(kRepo, "package.json"), "utf8")) as { version: string; devDependencies: Record<string, string> };
+const kPackage = JSON.parse(await readFile(join(kRepo, "package.json"), "utf8")) as {
+  version: string;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
 const kMinutes = 60_000;
 // Quiet, cache-first npm for every install below (the scaffold's own included).
 const kNpmEnv = { npm_config_audit: "false", npm_config_fund: "false", npm_config_prefer_offline: "true", npm_config_update_notifier: "false" };
@@ -48,6 +53,19 @@ describe("the npm package", { timeout: 10 * kMinutes }, () => {
     for (const p of ["package.json", "README.md", "bin/streamfn.js", "dist/src/api/index.js", "dist/src/api/index.d.ts", "dist/src/api/testing.js", "dist/src/api/testing.d.ts", "dist/src/cli/main.js", "dist/src/runtime/worker-main.js", "docs/getting-started.md", "docs/cli.md"]) {
       assert.ok(paths.includes(p), `${p} is in the tarball`);
     }
+    // What users run imports only node: builtins and streamfn's own dependencies (and, in the
+    // files `streamfn init` writes, streamfn itself).
+    const own = new Set([...Object.keys(kPackage.dependencies), "streamfn"]);
+    const imported = new Set<string>();
+    for (const p of paths.filter((p) => p.endsWith(".js"))) {
+      const code = readFileSync(join(kRepo, p), "utf8");
+      for (const m of code.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s*"([^"]+)"|\bimport\(\s*"([^"]+)"\s*\)|^import\s+"([^"]+)"/gm)) {
+        const spec = m[1] ?? m[2] ?? m[3]!;
+        if (!spec.startsWith(".") && !spec.startsWith("node:")) imported.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
+      }
+    }
+    assert.deepEqual([...imported].filter((name) => !own.has(name)), [], "imports outside dependencies");
+    assert.ok(imported.has("esbuild") && imported.has("ws"), `the scan sees bare imports (${[...imported].join(", ")})`);
     const stray = paths.filter((p) => /^(test|bench|examples|scripts|src|\.ci|dist\/(test|bench|examples))\//.test(p) || p.endsWith(".map") || p.startsWith("tsconfig"));
     assert.deepEqual(stray, []);
   });
