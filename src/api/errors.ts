@@ -46,6 +46,9 @@ export const ErrorCodes = {
   INVALID_OPTIONS: { status: 400, retryable: false },
   // an uploaded function did not bundle or did not pass its check; the version before keeps serving
   DEPLOY_FAILED: { status: 422, retryable: false },
+  // the CLI's own work (streamfn init)
+  DIRECTORY_NOT_EMPTY: { status: 409, retryable: false },
+  INSTALL_FAILED: { status: 500, retryable: false },
   INTERNAL: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 

@@ -1,28 +1,40 @@
 import { Command } from "commander";
-import { registerLogs } from "./commands/logs.js";
 import { registerCancel } from "./commands/cancel.js";
 import { registerDeploy } from "./commands/deploy.js";
+import { registerDev } from "./commands/dev.js";
+import { registerInit } from "./commands/init.js";
+import { registerLogs } from "./commands/logs.js";
 import { registerLs } from "./commands/ls.js";
 import { registerRm } from "./commands/rm.js";
-import { registerDev } from "./commands/dev.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
 import { registerStatus } from "./commands/status.js";
 import { registerStreams } from "./commands/streams.js";
+import { commandExamples, packageVersion } from "./util.js";
 
-/** The `streamfn` command: one module per subcommand under commands/, registered here. */
+/**
+ * The `streamfn` command: one module per subcommand under commands/, registered here in the
+ * order a function's life goes (write, run, call, ship, operate).
+ */
 export function buildProgram(): Command {
   const program = new Command();
-  program.name("streamfn").description("Serve and call stream functions").showHelpAfterError();
-  registerServe(program);
+  program
+    .name("streamfn")
+    .description("Write, run, call and operate stream functions")
+    .version(packageVersion(), "-V, --version", "print the streamfn version")
+    .showHelpAfterError();
+  registerInit(program);
   registerDev(program);
+  registerServe(program);
   registerSend(program);
-  registerLogs(program);
   registerDeploy(program);
   registerLs(program);
   registerStatus(program);
   registerStreams(program);
+  registerLogs(program);
   registerCancel(program);
   registerRm(program);
+  // A function, so commands registered after this line are listed too.
+  program.addHelpText("after", () => commandExamples(program.commands));
   return program;
 }

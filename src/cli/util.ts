@@ -1,5 +1,16 @@
+import { readFileSync } from "node:fs";
 import { isAbsolute, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+
+/** The directory of the running streamfn package (a checkout, or node_modules/streamfn). */
+export function packageDir(): string {
+  return fileURLToPath(new URL("../../../", import.meta.url));
+}
+
+/** The version in the running package's package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}
 
 /** How to run this CLI from the current directory: a path when run from a checkout, else the bin name. */
 export function selfCommand(): string {
@@ -28,4 +39,10 @@ export function withExample<T extends { addHelpText(position: "after", text: str
 
 export function examplesOf(cmd: object): string[] {
   return kExamples.get(cmd) ?? [];
+}
+
+/** The top-level help's closing block: each command's first example, read when help is shown. */
+export function commandExamples(commands: readonly { name(): string }[]): string {
+  const lines = commands.flatMap((c) => examplesOf(c).slice(0, 1)).map((l) => `  $ ${l}`);
+  return lines.length ? `\nExamples:\n${lines.join("\n")}\n` : "";
 }

@@ -29,7 +29,8 @@ export class ProcessSandbox implements Sandbox {
 
   constructor(spec: SandboxSpec) {
     const init: SandboxInit = { bundlePath: spec.bundlePath, functionName: spec.functionName };
-    const functionsDir = resolve(dirname(spec.bundlePath), "..");
+    // Bundles live in <functionsDir>/.streamfn/bundles/ (see Registry).
+    const functionsDir = resolve(dirname(spec.bundlePath), "../..");
     this.#child = fork(kWorkerEntry, [], {
       execArgv: [
         "--experimental-permission",

@@ -127,9 +127,15 @@ export function unresolvedImports(err: unknown): string[] {
  * would from the source file.
  */
 export async function writeBundle(build: Build, name: string, outDir: string): Promise<Bundle> {
-  await mkdir(outDir, { recursive: true });
   const path = join(outDir, `${name}.${build.version}.mjs`);
-  await writeFile(path, build.code);
+  try {
+    await writeFile(path, build.code);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    // First bundle, or a server closing on the same directory just removed the empty folder.
+    await mkdir(outDir, { recursive: true });
+    await writeFile(path, build.code);
+  }
   return { version: build.version, path };
 }
 

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
@@ -15,7 +15,10 @@ import { probeFunction } from "./probe.js";
 
 export interface RegistryOptions {
   dir: string;
-  /** Where bundles are written. Default `<dir>/.streamfn`. */
+  /**
+   * The server's folder next to the functions. Default `<dir>/.streamfn`. It gets a
+   * `.gitignore` of `*` so it is never committed; bundles go in its `bundles/`.
+   */
   cacheDir?: string;
   /** Applied under every function's own options. */
   defaults?: StreamFunctionOptions;
@@ -115,6 +118,11 @@ export class Registry implements FunctionCatalog {
   readonly cacheDir: string;
   /** Where uploaded functions are kept, so they are served again after a restart. */
   readonly uploadDir: string;
+  /** `<cacheDir>/bundles`: where this registry writes its bundles (and removes them on close). */
+  readonly bundlesDir: string;
+  /** Every bundle this registry wrote that may still be on disk. */
+  readonly #written = new Set<string>();
+  #cacheReady: Promise<void> | undefined;
   /** Bundles being deployed right now: not to be deleted by a version that drains meanwhile. */
   readonly #loading = new Set<string>();
   readonly #functions = new Map<string, DeployedFunction>();
@@ -133,6 +141,7 @@ export class Registry implements FunctionCatalog {
     this.dir = resolve(options.dir);
     this.cacheDir = options.cacheDir ? resolve(options.cacheDir) : join(this.dir, ".streamfn");
     this.uploadDir = join(this.dir, ".streamfn", "deployed");
+    this.bundlesDir = join(this.cacheDir, "bundles");
     for (const [name, o] of Object.entries(options.overrides ?? {})) validateOptions(o, `overrides for ${name}`);
     validateOptions(options.defaults, "server defaults");
   }
@@ -352,6 +361,32 @@ export class Registry implements FunctionCatalog {
     }
     this.#functions.clear();
     await Promise.all(pools.map((p) => p.close()));
+    await this.#removeBundles();
+  }
+
+  /**
+   * Deletes the bundles this registry wrote. The folder goes too if that leaves it empty
+   * (another server on the same directory keeps its own); the rest of the cache dir stays.
+   */
+  async #removeBundles(): Promise<void> {
+    await Promise.all([...this.#written].map((path) => unlink(path).catch(() => {})));
+    this.#written.clear();
+    await rmdir(this.bundlesDir).catch(() => {});
+  }
+
+  /** Creates the cache dir with a `.gitignore` of `*`, once; an existing `.gitignore` is left alone. */
+  #prepareCache(): Promise<void> {
+    this.#cacheReady ??= (async () => {
+      await mkdir(this.cacheDir, { recursive: true });
+      try {
+        await writeFile(join(this.cacheDir, ".gitignore"), "# Written by streamfn: what it keeps next to the functions is never committed.\n*\n", { flag: "wx" });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+    })();
+    // A failure (a read-only directory) is reported by this deploy and retried by the next.
+    this.#cacheReady.catch(() => (this.#cacheReady = undefined));
+    return this.#cacheReady;
   }
 
   #serial<T>(name: string, task: () => Promise<T>): Promise<T> {
@@ -491,13 +526,34 @@ export class Registry implements FunctionCatalog {
     if (this.#closed) throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry is closed`);
     const existing = this.#functions.get(name);
     if (existing?.current?.version === build.version) return existing;
-    const bundle = await writeBundle(build, name, this.cacheDir);
-    this.#loading.add(bundle.path);
+    const bundle = await this.#writeBuild(name, () => writeBundle(build, name, this.bundlesDir));
     try {
       return await this.#activate(name, file, "file", bundle);
+    } catch (err) {
+      await this.#dropFailedBundle(bundle.path);
+      throw err;
     } finally {
       this.#loading.delete(bundle.path);
     }
+  }
+
+  /** Writes a bundle into the prepared cache and marks it loading (the caller's `finally` unmarks it). */
+  async #writeBuild(name: string, write: () => Promise<Bundle>): Promise<Bundle> {
+    await this.#prepareCache().catch((err: unknown) => {
+      throw new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: cannot create ${this.cacheDir}: ${(err as Error).message}`, { cause: err });
+    });
+    const bundle = await write();
+    this.#written.add(bundle.path);
+    this.#loading.add(bundle.path);
+    return bundle;
+  }
+
+  /** A version that failed to load leaves no bundle behind. */
+  async #dropFailedBundle(path: string): Promise<void> {
+    this.#loading.delete(path);
+    if (this.#bundleInUse(path)) return;
+    this.#written.delete(path);
+    await unlink(path).catch(() => {});
   }
 
   async #deployUpload(
@@ -512,12 +568,14 @@ export class Registry implements FunctionCatalog {
     // before and after a restart, and a failing one never touches the copy that serves.
     const input: SourceInput = { contents, sourcefile: stored, resolveDir: this.uploadDir, loader: kind };
     const previous = this.current(name)?.version;
-    const bundle = await bundleFunction(input, name, this.cacheDir);
-    this.#loading.add(bundle.path);
+    const bundle = await this.#writeBuild(name, () => bundleFunction(input, name, this.bundlesDir));
     try {
       const persist = store ? () => this.#storeUpload(name, kind, contents) : undefined;
       const fn = await this.#activate(name, stored, "uploaded", bundle, persist);
       return { version: fn.current!.version, previous };
+    } catch (err) {
+      await this.#dropFailedBundle(bundle.path);
+      throw err;
     } finally {
       this.#loading.delete(bundle.path);
     }
@@ -594,7 +652,10 @@ export class Registry implements FunctionCatalog {
       // A removed function is forgotten once its last version has drained.
       if (!fn.current && fn.retiring.size === 0 && this.#functions.get(fn.name) === fn) this.#functions.delete(fn.name);
       // Its bundle goes too, unless a live pool runs the same content (an edit that was undone).
-      if (!this.#bundleInUse(pool.bundlePath)) void unlink(pool.bundlePath).catch(() => {});
+      if (!this.#bundleInUse(pool.bundlePath)) {
+        this.#written.delete(pool.bundlePath);
+        void unlink(pool.bundlePath).catch(() => {});
+      }
     };
     pool.drain();
   }
