@@ -8,6 +8,7 @@
 //   <!-- test: expect=/re/ -->           the block's stdout must match /re/
 //   <!-- test: wait=/re/ -->             after the block, wait until a background command
 //                                        prints a line matching /re/ (a reload)
+//   <!-- test: stop -->                  stop the background commands first (the reader's Ctrl-C)
 //
 // Lines run one at a time with sh in the guide's current directory; `cd dir` lines move it.
 import { resolve } from "node:path";
@@ -82,6 +83,11 @@ export async function runGuide(blocks: ShBlock[], options: { cwd: string; env: N
     for (const block of blocks) {
       if (block.marks.skip) continue;
       const where = `guide line ${block.line}`;
+      if (block.marks.stop) {
+        options.log?.("^C (background commands)");
+        await stop();
+        background.length = 0;
+      }
       const since = background.map((b) => b.output.length);
       if (block.marks.background) {
         if (block.commands.length !== 1) throw new Error(`${where}: a background block has one command`);
