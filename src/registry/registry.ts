@@ -325,7 +325,9 @@ export class Registry implements FunctionCatalog {
   /** A watched path settled: rebuild the top-level file it is, and every function that imports it. */
   #changed(path: string, onChange: (change: RegistryChange) => void): void {
     if (this.#closed) return;
-    this.#onPath?.(path);
+    // Only source and config files can change what a type check says; editors' and sed's
+    // temporary files would only make it run twice per save.
+    if (/\.[cm]?[jt]sx?$|\.json$/.test(path)) this.#onPath?.(path);
     const targets = new Map<string, string>();
     const own = dirname(path) === this.dir ? functionNameOf(path) : undefined;
     if (own) targets.set(own, path);

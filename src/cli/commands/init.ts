@@ -80,7 +80,7 @@ async function initProject(dir: string, opts: { install: boolean; streamfn?: str
     ...cd.map((c): [string, string] => [c, ""]),
     ...(opts.install ? [] : [["npm install", ""] as [string, string]]),
     ["npm test", "run the function's tests"],
-    ["npm start", "serve functions/ on http://127.0.0.1:8080"],
+    ["npm run dev", "serve functions/ on http://127.0.0.1:8080, reload on save, print each stream"],
     [`npx streamfn send ${kFunctionName} events.ndjson`, "in a second terminal: stream to it"],
   ];
   const width = Math.max(...steps.map(([c]) => c.length)) + 2;
