@@ -79,34 +79,13 @@ export interface LoadResult {
 
 type FileRole = { kind: "function" } | { kind: "helper" | "not-function"; message: string };
 
-const kFunctionName = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-const kFunctionFile = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(ts|mts|js|mjs)$/;
 const kFunctionExtensions = [".ts", ".mts", ".js", ".mjs"];
 /** Uploaded functions are stored as `<name>.ts` or `<name>.mjs` under `<dir>/.streamfn/deployed`. */
 const kUploadExtension: Record<UploadKind, string> = { ts: ".ts", js: ".mjs" };
 
-const kSkip = /(\.d\.ts|\.test\.[a-z]+|\.spec\.[a-z]+)$/;
 
-/** The rule for function names: 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit. */
-export function isFunctionName(name: string): boolean {
-  return kFunctionName.test(name);
-}
-
-/** Throws INVALID_REQUEST naming the rule, for a name the registry would never serve. */
-export function assertFunctionName(name: string): void {
-  if (isFunctionName(name)) return;
-  throw new StreamfnError(
-    "INVALID_REQUEST",
-    `function name ${JSON.stringify(name.slice(0, 80))} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit`,
-  );
-}
-
-/** True for file names the registry serves as functions: `name.ts` → function `name`. */
-export function functionNameOf(file: string): string | undefined {
-  const base = basename(file);
-  if (!kFunctionFile.test(base) || kSkip.test(base)) return undefined;
-  return base.slice(0, -extname(base).length);
-}
+export { assertFunctionName, functionNameOf, isFunctionName } from "./function-names.js";
+import { assertFunctionName, functionNameOf } from "./function-names.js";
 
 /**
  * The functions of one directory, one file each. Bundles and checks each (in a throwaway

@@ -2,8 +2,7 @@ import { readdir, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { Command } from "commander";
 import { StreamfnError } from "../../api/errors.js";
-import { buildFunction } from "../../registry/bundler.js";
-import { assertFunctionName, functionNameOf } from "../../registry/registry.js";
+import { assertFunctionName, functionNameOf } from "../../registry/function-names.js";
 import { callServer } from "../client.js";
 import type { ServerTarget } from "../client.js";
 import { formatKiB, progress, progressDone, renderTable } from "../format.js";
@@ -79,6 +78,8 @@ async function functionFiles(path: string, name: string | undefined): Promise<{ 
 async function deployOne(target: ServerTarget, file: string, name: string): Promise<DeployOutcome> {
   try {
     progress(`bundling ${basename(file)}…`);
+    // esbuild is loaded by the command that bundles, not by every `streamfn` start.
+    const { buildFunction } = await import("../../registry/bundler.js");
     const bundle = (await buildFunction(file, name, { apiExternal: true })).code;
     progress(`uploading ${name} (${formatKiB(bundle.byteLength)}) to ${target.url}…`);
     const answer = await callServer<{ version: string; previous: string | null; unchanged: boolean }>(

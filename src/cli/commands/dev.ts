@@ -1,9 +1,6 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { createServerLogger } from "../../server/logger.js";
-import { DevPrinter } from "../dev/printer.js";
-import { makeStyle, wantsColor } from "../dev/style.js";
-import { TypeChecker } from "../dev/typecheck.js";
+import type { TypeChecker } from "../dev/typecheck.js";
 import { parseCount } from "../config.js";
 import { withExample } from "../util.js";
 import { addServeFlags, announce, startFromFlags, stopOnSignals } from "./serve.js";
@@ -26,6 +23,13 @@ export function registerDev(program: Command): void {
     .option("--outputs <n>", "outputs printed per stream; later ones are counted once a second", (v) => parseCount(v, "--outputs"), 10)
     .option("--no-typecheck", "do not type-check the functions")
     .action(async (dir: string, opts: DevFlags) => {
+      // Loaded here, not at the top: `streamfn --help` loads every command module.
+      const [{ createServerLogger }, { DevPrinter }, { makeStyle, wantsColor }, { TypeChecker }] = await Promise.all([
+        import("../../server/logger.js"),
+        import("../dev/printer.js"),
+        import("../dev/style.js"),
+        import("../dev/typecheck.js"),
+      ]);
       const style = makeStyle(wantsColor(process.stdout));
       const printer = new DevPrinter({ write: (line) => console.log(line), style, outputsPerStream: opts.outputs });
       let checker: TypeChecker | undefined;

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { StreamfnError } from "../../api/errors.js";
 import { kTargetHelp, targetFrom } from "../client.js";
 import type { FrameFormat } from "../send/frames.js";
-import { sendStream } from "../send/send.js";
+import type { sendStream } from "../send/send.js";
 import { kVideoExtensions } from "../send/sources.js";
 import { withExample } from "../util.js";
 
@@ -68,6 +68,7 @@ export function registerSend(program: Command): void {
       `\n${kTargetHelp}\nEvery line is checked before the stream opens; from stdin, a bad line is skipped with a warning\nand the exit code is 1. The exit code is 0 only when the stream completed and the server\nrefused none of its events.`,
     )
     .action(async (fn: string, input: string | undefined, flags: SendFlags) => {
+      const { sendStream } = await import("../send/send.js");
       process.exitCode = await sendStream(optionsFrom(fn, input, flags));
     });
   withExample(

@@ -1,8 +1,10 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import type { StreamFunctionOptions } from "../../api/types.js";
-import { StreamfnServer } from "../../server/server.js";
-import { HeldDestination, createServerLogger } from "../../server/logger.js";
+// Types only at the top: every command module is loaded for `streamfn --help`, and the
+// server (esbuild, pino, ws, prom-client) is loaded by the commands that run one.
+import type { StreamfnServer, ServerOptions } from "../../server/server.js";
+import type { ServerLogger } from "../../server/logger.js";
 import { applySetting, parseCount, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
 import type { FunctionSetting } from "../config.js";
 import { collect, selfCommand, withExample } from "../util.js";
@@ -14,7 +16,7 @@ export function registerServe(program: Command): void {
     .option("--no-watch", "do not redeploy functions when their files (or files they import) change, appear or go")
     .action(async (dir: string, opts: ServeFlags) => {
       // The server's own records of its start-up wait until the line for a person is out.
-      const serverLog = consoleLogger();
+      const serverLog = await consoleLogger();
       let server: StreamfnServer;
       try {
         server = await startFromFlags(dir, opts, { logger: serverLog.logger });
@@ -58,7 +60,7 @@ export interface ServeFlags {
 export async function startFromFlags(
   dir: string,
   opts: ServeFlags,
-  extra: Partial<Parameters<typeof StreamfnServer.start>[0]> = {},
+  extra: Partial<ServerOptions> = {},
   warn: (line: string) => void = (line) => console.error(line),
 ): Promise<StreamfnServer> {
   const cfg = opts.config ? readConfigFile(opts.config) : {};
@@ -73,6 +75,7 @@ export async function startFromFlags(
     const fn = applySetting(s, defaults, overrides);
     if (fn) named.push({ name: fn, where: `--set ${s}` });
   }
+  const { StreamfnServer } = await import("../../server/server.js");
   const server = await StreamfnServer.start({
     functionsDir: dir,
     port: opts.port ?? cfg.port ?? 8080,
@@ -93,7 +96,8 @@ export async function startFromFlags(
  * The server log on stdout for a console: JSON lines, or readable coloured lines on a TTY,
  * held back until `release()` so the start-up line comes first.
  */
-export function consoleLogger(): { logger: ReturnType<typeof createServerLogger>; release(): void } {
+export async function consoleLogger(): Promise<{ logger: ServerLogger; release(): void }> {
+  const { HeldDestination, createServerLogger } = await import("../../server/logger.js");
   const held = new HeldDestination(process.stdout);
   const tty = process.stdout.isTTY === true;
   const logger = createServerLogger({ destination: held, pretty: tty, color: tty && !process.env.NO_COLOR });
