@@ -94,7 +94,7 @@ export class StreamfnServer {
     this.#streamLog = streamLogObserver(this.logger);
     // The metrics read router and registry state at scrape time, after both exist.
     this.metrics = new StreamfnMetrics({
-      liveStreams: () => this.router.live(),
+      liveStreams: () => this.table.live(),
       functions: () => this.registry.functions(),
     });
     this.spares = new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
