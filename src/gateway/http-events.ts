@@ -75,6 +75,7 @@ export async function postEvents(
   }
   sendJson(res, 202, body);
 }
+
 /** `POST …/streams/:streamId/end`: no more events. Idempotent: answers with the stream's status. */
 export function postEnd(table: StreamTable, res: ServerResponse, route: StreamRoute): void {
   const stream = table.get(route.functionName, route.streamId!);

@@ -81,7 +81,7 @@ export interface StreamTable {
    * `end`: the input ends after the batch. A batch whose every event is a retry is
    * acknowledged (all duplicates) even after the input ended.
    * Throws, having taken nothing:
-   * - STREAM_INPUT_ENDED (409) / STREAM_ENDED (409): the input ended and the batch has new events;
+   * - STREAM_INPUT_ENDED (409): the input ended (or the stream is done) and the batch has new events;
    * - EVENT_TOO_LARGE (413): an event exceeds maxEventBytes;
    * - INBOX_FULL (429, `retryAfterMs`): the inbox has no room for the batch's new events.
    * The one partial outcome is a limit reached inside the batch (maxEvents ends the input):
