@@ -2,9 +2,10 @@
 // the server buffering without limit or dropping events.
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
-import { closedStreams, fnSource } from "./helpers/contract-util.js";
-import { eventually, startTestServer } from "./helpers/server.js";
-import type { TestServer } from "./helpers/server.js";
+import { fnSource } from "./helpers/contract-util.js";
+import { startContractTarget } from "./helpers/contract-target.js";
+import type { ContractTarget, StreamStatusDoc } from "./helpers/contract-target.js";
+import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
 const kInboxLimit = 8;
@@ -29,10 +30,9 @@ const slow = fnSource(`{
 }`);
 
 describe("contract: bounded inboxes and backpressure", () => {
-  let t: TestServer;
-  const { observer, closed } = closedStreams();
+  let t: ContractTarget;
   before(async () => {
-    t = await startTestServer({ "slow.ts": slow }, { observer });
+    t = await startContractTarget({ "slow.ts": slow });
   });
   after(() => t.close());
 
@@ -47,12 +47,16 @@ describe("contract: bounded inboxes and backpressure", () => {
       const pad = "p".repeat(size);
       let maxQueued = 0;
       let maxPending = 0;
-      const watch = setInterval(() => {
-        const s = t.server.router.get("slow", id);
-        if (!s) return;
-        maxQueued = Math.max(maxQueued, s.queued);
-        maxPending = Math.max(maxPending, s.pending);
-      }, 1);
+      let watching = true;
+      // Reads the stream's status over and over while it runs, as an operator could.
+      const watch = (async () => {
+        while (watching) {
+          const s = await t.stream("slow", id);
+          if (s?.state !== "running" && s?.state !== "waiting") continue;
+          maxQueued = Math.max(maxQueued, s.queued!);
+          maxPending = Math.max(maxPending, s.queued! + s.inflight!);
+        }
+      })();
       try {
         // As fast as the client library takes them: no waiting on the socket.
         for (let i = 0; i < count; i++) c.event({ i, pad });
@@ -63,7 +67,8 @@ describe("contract: bounded inboxes and backpressure", () => {
         assert.equal(end.events, count);
         assert.deepEqual(c.outputs(), [{ n: count, inOrder: true }]);
       } finally {
-        clearInterval(watch);
+        watching = false;
+        await watch;
       }
       // The producer was far ahead (it sent everything at once); the server kept at most
       // inboxLimit events queued and a window's worth in the instance. The rest waited in the
@@ -82,7 +87,7 @@ describe("contract: bounded inboxes and backpressure", () => {
     for (let i = 0; i < 600; i++) {
       c.event({ i, pad });
       while (c.ws.bufferedAmount > 64 * 1024) await new Promise((r) => setTimeout(r, 2));
-      maxQueued = Math.max(maxQueued, t.server.router.get("slow", id)?.queued ?? 0);
+      maxQueued = Math.max(maxQueued, (await t.stream("slow", id))?.queued ?? 0);
     }
     c.end();
     const end = await c.waitEnd(30_000);
@@ -92,7 +97,7 @@ describe("contract: bounded inboxes and backpressure", () => {
   });
 
   it("a producer held back by backpressure is not idle, even when the handler takes longer than idleTimeoutMs", async () => {
-    const t2 = await startTestServer({
+    const t2 = await startContractTarget({
       "pause.ts": fnSource(`{
         inboxLimit: 4,
         idleTimeoutMs: 100,
@@ -124,15 +129,15 @@ describe("contract: bounded inboxes and backpressure", () => {
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/slow/streams/${id}`);
     for (let i = 0; i < 1000; i++) c.event({ i });
     c.close(1000); // no end message: the close ends the input, after the events before it
-    const rec = await eventually(() => closed.get(`slow/${id}`), 20_000, "the stream to close");
-    assert.equal(rec!.record.status, "completed");
-    assert.equal(rec!.record.reason, "end");
-    assert.equal(rec!.record.events, 1000);
-    assert.deepEqual(rec!.outputs, [{ n: 1000, inOrder: true }]);
+    const rec = await t.closed("slow", id, 20_000);
+    assert.equal(rec.record.status, "completed");
+    assert.equal(rec.record.reason, "end");
+    assert.equal(rec.record.events, 1000);
+    assert.deepEqual(rec.outputs, [{ n: 1000, inOrder: true }]);
   });
 
   it("a consumer that stops reading outputs holds the handler back without it being failed as stalled", async () => {
-    const t2 = await startTestServer({
+    const t2 = await startContractTarget({
       "big.ts": fnSource(`{
         stallTimeoutMs: 300,
         async *handler(events) {
@@ -147,19 +152,19 @@ describe("contract: bounded inboxes and backpressure", () => {
       c.ws.pause(); // stop reading: the server's writes back up
       for (let i = 0; i < 300; i++) c.event(i);
       c.end();
-      // Wait until the router holds the handler's output credits, then well past stallTimeoutMs.
+      // Wait until the server holds the handler's output credits, then well past stallTimeoutMs.
       await eventually(
-        () => {
-          const s = t2.server.router.get("big", id);
-          if (!s) throw new Error(`the stream ended early: ${JSON.stringify(t2.server.router.ended("big", id))}`);
-          return s.heldAcks > 0;
+        async () => {
+          const s = await t2.stream("big", id);
+          if (s?.state !== "running") throw new Error(`the stream ended early: ${JSON.stringify(s)}`);
+          return s.heldOutputs! > 0;
         },
         15_000,
         "outputs to back up",
       );
       await new Promise((r) => setTimeout(r, 700));
-      const s = t2.server.router.get("big", id);
-      assert.ok(s && s.state === "running", `the stream is still running: ${JSON.stringify(t2.server.router.ended("big", id))}`);
+      const s: StreamStatusDoc | undefined = await t2.stream("big", id);
+      assert.ok(s && s.state === "running", `the stream is still running: ${JSON.stringify(s)}`);
       assert.ok(s.outputs < 300, "the handler was held back, not racing ahead");
       c.ws.resume();
       const end = await c.waitEnd(20_000);
@@ -172,7 +177,7 @@ describe("contract: bounded inboxes and backpressure", () => {
   });
 
   it("a consumer slow to read the final outputs does not fail the handler's epilogue", async () => {
-    const t2 = await startTestServer({
+    const t2 = await startContractTarget({
       "tail.ts": fnSource(`{
         epilogueMs: 1000,
         async *handler(events) {
@@ -189,9 +194,10 @@ describe("contract: bounded inboxes and backpressure", () => {
       c.ws.pause();
       c.event(1);
       c.end();
-      await eventually(() => (t2.server.router.get("tail", id)?.heldAcks ?? 0) > 0, 15_000, "outputs to back up");
+      await eventually(async () => ((await t2.stream("tail", id))?.heldOutputs ?? 0) > 0, 15_000, "outputs to back up");
       await new Promise((r) => setTimeout(r, 3000)); // three epilogues long
-      assert.equal(t2.server.router.get("tail", id)?.state, "running", JSON.stringify(t2.server.router.ended("tail", id)));
+      const s = await t2.stream("tail", id);
+      assert.equal(s?.state, "running", JSON.stringify(s));
       c.ws.resume();
       const end = await c.waitEnd(20_000);
       assert.equal(end.status, "completed", JSON.stringify(end));
@@ -205,7 +211,14 @@ describe("contract: bounded inboxes and backpressure", () => {
     const id = "bp-drain";
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/slow/streams/${id}`);
     for (let i = 0; i < 200; i++) c.event({ i });
-    await eventually(() => t.server.router.get("slow", id)?.pending === 0, 10_000, "the handler to take every event");
+    await eventually(
+      async () => {
+        const s = await t.stream("slow", id);
+        return s !== undefined && s.state !== "ended" && s.queued! + s.inflight! === 0;
+      },
+      10_000,
+      "the handler to take every event",
+    );
     c.end();
     assert.deepEqual((await c.waitEnd()).status, "completed");
     assert.deepEqual(c.outputs(), [{ n: 200, inOrder: true }]);

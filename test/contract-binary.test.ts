@@ -4,8 +4,9 @@ import { strict as assert } from "node:assert";
 import { createHash, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { eventually, startTestServer } from "./helpers/server.js";
-import type { TestServer } from "./helpers/server.js";
+import { inProcessOnly, startContractTarget } from "./helpers/contract-target.js";
+import type { ContractTarget } from "./helpers/contract-target.js";
+import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 import type { Rec } from "./helpers/ws-client.js";
 
@@ -33,9 +34,9 @@ const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest(
 const kSizes = [1, 100, 4095, 64 * 1024, 64 * 1024 + 1, 1024 * 1024];
 
 describe("contract: binary payloads", () => {
-  let t: TestServer;
+  let t: ContractTarget;
   before(async () => {
-    t = await startTestServer({ "bytes.ts": bytes });
+    t = await startContractTarget({ "bytes.ts": bytes });
   });
   after(() => t.close());
 
@@ -83,12 +84,12 @@ describe("contract: binary payloads", () => {
     assert.deepEqual(c.outputs()[0], { len: 3, sha256: sha256(new Uint8Array([1, 2, 3])), ownsBuffer: true });
   });
 
-  it("moves an event's ArrayBuffer to the instance rather than copying it", async () => {
-    // Through the router directly, to see the sender's side of the hand-over: a transferred
-    // ArrayBuffer is detached (length 0) on the sending thread once it has been posted.
-    const router = t.server.router;
+  it("moves an event's ArrayBuffer to the instance rather than copying it", inProcessOnly(), async () => {
+    // Through the stream table directly, to see the sender's side of the hand-over: a
+    // transferred ArrayBuffer is detached (length 0) on the sending thread once it has been posted.
+    const table = t.embedded!.table;
     const outputs: unknown[] = [];
-    const stream = router.open("bytes", "transfer-check", {
+    const stream = await table.open("bytes", "transfer-check", {
       output: (_n, json) => {
         if (json !== undefined) outputs.push(JSON.parse(json));
       },
@@ -97,11 +98,11 @@ describe("contract: binary payloads", () => {
     const payload = new Uint8Array(randomBytes(256 * 1024));
     const hash = sha256(payload);
     const ab = payload.buffer as ArrayBuffer;
-    router.push(stream, ab, undefined, true, ab.byteLength);
+    table.push(stream, ab, undefined, true, ab.byteLength);
     await eventually(() => outputs.length > 0, 10_000, "the handler's report");
     assert.equal(ab.byteLength, 0, "the router's copy of the buffer was detached by the transfer");
     assert.deepEqual(outputs[0], { len: 256 * 1024, sha256: hash, ownsBuffer: true });
-    router.endInput(stream, "end");
+    table.endInput(stream, "end");
     await eventually(() => stream.state === "done", 5_000, "the stream to end");
   });
 });

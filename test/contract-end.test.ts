@@ -1,10 +1,10 @@
 // Contract: every way a stream's input ends, and what the handler and the producer see.
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
-import { closedStreams, fnSource } from "./helpers/contract-util.js";
-import type { ClosedStream } from "./helpers/contract-util.js";
-import { eventually, startTestServer } from "./helpers/server.js";
-import type { TestServer } from "./helpers/server.js";
+import { fnSource } from "./helpers/contract-util.js";
+import { startContractTarget } from "./helpers/contract-target.js";
+import type { ContractTarget } from "./helpers/contract-target.js";
+import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
 // Counts events, then reports how its input ended: one output after the end.
@@ -19,24 +19,17 @@ const counter = (options: string): string =>
 }`);
 
 describe("contract: end of a stream", () => {
-  let t: TestServer;
-  const { observer, closed } = closedStreams();
+  let t: ContractTarget;
   before(async () => {
-    t = await startTestServer(
-      {
-        "plain.ts": counter(""),
-        "idle.ts": counter("idleTimeoutMs: 150,"),
-        "patient.ts": counter("idleTimeoutMs: 600,"),
-        "short.ts": counter("maxDurationMs: 250, idleTimeoutMs: 10000,"),
-        "few.ts": counter("maxEvents: 3,"),
-      },
-      { observer },
-    );
+    t = await startContractTarget({
+      "plain.ts": counter(""),
+      "idle.ts": counter("idleTimeoutMs: 150,"),
+      "patient.ts": counter("idleTimeoutMs: 600,"),
+      "short.ts": counter("maxDurationMs: 250, idleTimeoutMs: 10000,"),
+      "few.ts": counter("maxEvents: 3,"),
+    });
   });
   after(() => t.close());
-
-  const closedOf = async (key: string): Promise<ClosedStream> =>
-    (await eventually(() => closed.get(key), 5_000, `${key} to close`))!;
 
   it("ends on an explicit {\"end\":true}", async () => {
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/plain/streams/explicit`);
@@ -58,20 +51,20 @@ describe("contract: end of a stream", () => {
     c.event(2);
     c.event(3);
     c.close(1000);
-    const rec = await closedOf("plain/closed-normally");
+    const rec = await t.closed("plain", "closed-normally");
     assert.equal(rec.record.status, "completed");
     assert.equal(rec.record.reason, "end");
     assert.equal(rec.record.events, 3);
     assert.deepEqual(rec.outputs, [{ n: 3, endReason: "end" }]);
-    assert.equal(t.server.router.ended("plain", "closed-normally")?.reason, "end");
+    assert.equal((await t.stream("plain", "closed-normally"))?.reason, "end");
   });
 
   it("ends with reason disconnect when the connection is lost without a close", async () => {
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/plain/streams/lost`);
     c.event(1);
-    await eventually(() => t.server.router.get("plain", "lost")?.events === 1, 5_000, "the event to arrive");
+    await eventually(async () => (await t.stream("plain", "lost"))?.events === 1, 5_000, "the event to arrive");
     c.ws.terminate();
-    const rec = await closedOf("plain/lost");
+    const rec = await t.closed("plain", "lost");
     assert.equal(rec.record.status, "completed");
     assert.equal(rec.record.reason, "disconnect");
     assert.deepEqual(rec.outputs, [{ n: 1, endReason: "disconnect" }]);
@@ -131,7 +124,7 @@ describe("contract: end of a stream", () => {
   });
 
   it("a handler that returns before its input ends closes the stream with reason returned", async () => {
-    const t2 = await startTestServer({
+    const t2 = await startContractTarget({
       "first.ts": fnSource(`{
         async handler(events) {
           for await (const e of events) return { first: e };

@@ -6,8 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { eventually, startTestServer } from "./helpers/server.js";
-import type { TestServer } from "./helpers/server.js";
+import { startContractTarget } from "./helpers/contract-target.js";
+import type { ContractTarget } from "./helpers/contract-target.js";
+import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 import type { Rec } from "./helpers/ws-client.js";
 
@@ -33,12 +34,13 @@ const misbehaving = (options: string): string =>
   },
 }`);
 
-async function open(t: TestServer, fn: string, id: string): Promise<StreamClient> {
+async function open(t: ContractTarget, fn: string, id: string): Promise<StreamClient> {
   return StreamClient.connect(`${t.wsUrl}/v1/functions/${fn}/streams/${id}`);
 }
 
-function instanceOf(t: TestServer, fn: string, id: string): number | undefined {
-  return t.server.router.get(fn, id)?.instance?.id;
+/** The instance a live stream is bound to, from its status. */
+async function instanceOf(t: ContractTarget, fn: string, id: string): Promise<number | undefined> {
+  return (await t.stream(fn, id))?.instance ?? undefined;
 }
 
 async function echoed(c: StreamClient, value: unknown): Promise<void> {
@@ -56,11 +58,11 @@ function failedWith(end: Rec, code: string): { code: string; message: string } {
 }
 
 describe("contract: failures stay with their stream", () => {
-  let t: TestServer;
+  let t: ContractTarget;
   const flagDir = mkdtempSync(join(tmpdir(), "streamfn-flag-"));
   process.env.STREAMFN_TEST_DIR = flagDir;
   before(async () => {
-    t = await startTestServer({
+    t = await startContractTarget({
       "thrower.ts": misbehaving("concurrency: 4,"),
       "staller.ts": misbehaving("stallTimeoutMs: 400,"),
       "lingerer.ts": misbehaving("epilogueMs: 200,"),
@@ -89,9 +91,9 @@ describe("contract: failures stay with their stream", () => {
     const b = await open(t, "thrower", "throw-b");
     await echoed(a, "x");
     await echoed(b, "x");
-    const instance = instanceOf(t, "thrower", "throw-a");
+    const instance = await instanceOf(t, "thrower", "throw-a");
     assert.ok(instance !== undefined);
-    assert.equal(instanceOf(t, "thrower", "throw-b"), instance, "both streams share one instance");
+    assert.equal(await instanceOf(t, "thrower", "throw-b"), instance, "both streams share one instance");
 
     a.event("throw");
     const error = failedWith(await a.waitEnd(), "HANDLER_ERROR");
@@ -106,11 +108,11 @@ describe("contract: failures stay with their stream", () => {
 
     // The instance keeps serving: a new stream lands on it, no new cold start.
     const c = await open(t, "thrower", "throw-c");
-    assert.equal(instanceOf(t, "thrower", "throw-c"), instance);
+    assert.equal(await instanceOf(t, "thrower", "throw-c"), instance);
     await echoed(c, "z");
     c.end();
     assert.equal((await c.waitEnd()).status, "completed");
-    assert.equal(t.server.registry.current("thrower")!.stats().coldStarts, 1);
+    assert.equal((await t.current("thrower")).coldStarts, 1);
   });
 
   it("an output that cannot be sent fails its stream with OUTPUT_NOT_SERIALIZABLE; neighbours go on", async () => {
@@ -178,8 +180,8 @@ describe("contract: failures stay with their stream", () => {
     const neighbour = await open(t, "spinner", "spin-b");
     await echoed(stuck, "x");
     await echoed(neighbour, "x");
-    const instance = instanceOf(t, "spinner", "spin-a");
-    assert.equal(instanceOf(t, "spinner", "spin-b"), instance);
+    const instance = await instanceOf(t, "spinner", "spin-a");
+    assert.equal(await instanceOf(t, "spinner", "spin-b"), instance);
 
     stuck.event("spin");
     const [endA, endB] = await Promise.all([stuck.waitEnd(10_000), neighbour.waitEnd(10_000)]);
@@ -190,11 +192,11 @@ describe("contract: failures stay with their stream", () => {
     // A fresh instance serves the next stream.
     const fresh = await open(t, "spinner", "spin-c");
     await echoed(fresh, "after");
-    assert.notEqual(instanceOf(t, "spinner", "spin-c"), instance);
+    assert.notEqual(await instanceOf(t, "spinner", "spin-c"), instance);
     fresh.end();
     assert.equal((await fresh.waitEnd()).status, "completed");
     await eventually(
-      () => ![...t.server.registry.current("spinner")!.instances].some((i) => i.id === instance),
+      async () => !(await t.current("spinner")).instances.some((i) => i.id === instance),
       5_000,
       "the stuck instance to be gone",
     );
@@ -205,8 +207,8 @@ describe("contract: failures stay with their stream", () => {
     const neighbour = await open(t, "hog", "hog-b");
     await echoed(hog, "x");
     await echoed(neighbour, "x");
-    const instance = instanceOf(t, "hog", "hog-a");
-    assert.equal(instanceOf(t, "hog", "hog-b"), instance);
+    const instance = await instanceOf(t, "hog", "hog-a");
+    assert.equal(await instanceOf(t, "hog", "hog-b"), instance);
 
     hog.event("hog");
     const [endA, endB] = await Promise.all([hog.waitEnd(20_000), neighbour.waitEnd(20_000)]);
@@ -215,7 +217,7 @@ describe("contract: failures stay with their stream", () => {
 
     const fresh = await open(t, "hog", "hog-c");
     await echoed(fresh, "after");
-    assert.notEqual(instanceOf(t, "hog", "hog-c"), instance);
+    assert.notEqual(await instanceOf(t, "hog", "hog-c"), instance);
     fresh.end();
     assert.equal((await fresh.waitEnd()).status, "completed");
     // Other functions never noticed.
@@ -230,8 +232,8 @@ describe("contract: failures stay with their stream", () => {
     await echoed(stuck, "x");
     const waiting = await open(t, "single", "single-b");
     waiting.event("queued");
-    await eventually(() => t.server.router.get("single", "single-b")?.events === 1, 5_000, "the queued event");
-    assert.equal(t.server.router.get("single", "single-b")!.state, "waiting");
+    await eventually(async () => (await t.stream("single", "single-b"))?.events === 1, 5_000, "the queued event");
+    assert.equal((await t.stream("single", "single-b"))!.state, "waiting");
     stuck.event("spin");
     failedWith(await stuck.waitEnd(10_000), "INSTANCE_UNRESPONSIVE");
     await waiting.waitFor((r) => r.type === "output" && r.data === "queued", 10_000);
@@ -252,7 +254,7 @@ describe("contract: failures stay with their stream", () => {
     } finally {
       unlinkSync(flag);
     }
-    await eventually(() => t.server.registry.current("fragile")!.stats().instances === 0, 5_000, "the failed instance to go");
+    await eventually(async () => (await t.current("fragile")).instances.length === 0, 5_000, "the failed instance to go");
     const ok = await open(t, "fragile", "fragile-b");
     await echoed(ok, "b");
     ok.end();
@@ -261,7 +263,7 @@ describe("contract: failures stay with their stream", () => {
 });
 
 describe("contract: watchdogs count handler time, not an instance's cold start", () => {
-  let t: TestServer;
+  let t: ContractTarget;
   before(async () => {
     // Every instance of this function takes 500 ms to load: longer than its stall and epilogue limits.
     const slowStart = fnSource(
@@ -277,12 +279,12 @@ describe("contract: watchdogs count handler time, not an instance's cold start",
       }`,
       `await new Promise((r) => setTimeout(r, 500));`,
     );
-    t = await startTestServer({ "slowstart.ts": slowStart });
+    t = await startContractTarget({ "slowstart.ts": slowStart });
   });
   after(() => t.close());
 
   it("events waiting for a starting instance are not a stalled handler", async () => {
-    await eventually(() => t.server.registry.current("slowstart")!.stats().instances === 0, 5_000, "no warm instance");
+    await eventually(async () => (await t.current("slowstart")).instances.length === 0, 5_000, "no warm instance");
     const c = await open(t, "slowstart", "cold-events");
     for (let i = 0; i < 5; i++) c.event(i);
     c.end();
@@ -292,7 +294,7 @@ describe("contract: watchdogs count handler time, not an instance's cold start",
   });
 
   it("an input that ends before the instance is ready does not start the epilogue clock", async () => {
-    await eventually(() => t.server.registry.current("slowstart")!.stats().instances === 0, 5_000, "no warm instance");
+    await eventually(async () => (await t.current("slowstart")).instances.length === 0, 5_000, "no warm instance");
     const c = await open(t, "slowstart", "cold-empty");
     c.end();
     const end = await c.waitEnd(10_000);

@@ -3,8 +3,10 @@ import { strict as assert } from "node:assert";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { fnSource, refused } from "./helpers/contract-util.js";
-import { eventually, sleep, startTestServer } from "./helpers/server.js";
-import type { TestServer } from "./helpers/server.js";
+import { inProcessOnly, startContractTarget } from "./helpers/contract-target.js";
+import type { ContractTarget } from "./helpers/contract-target.js";
+import { call } from "./helpers/http-client.js";
+import { eventually, sleep } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
 const echo = fnSource(`{
@@ -17,9 +19,9 @@ const echo = fnSource(`{
 }`);
 
 describe("contract: bad input and late events", () => {
-  let t: TestServer;
+  let t: ContractTarget;
   before(async () => {
-    t = await startTestServer({ "echo.ts": echo }, { endedRetentionMs: 60_000 });
+    t = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 60_000 });
   });
   after(() => t.close());
 
@@ -111,7 +113,8 @@ describe("contract: bad input and late events", () => {
   it("a handshake that fails after the stream was opened leaves the id free for a retry", async () => {
     // A malformed WebSocket handshake: the function and id are fine, the key is not.
     const reply = await new Promise<string>((resolve, reject) => {
-      const s = connect(t.server.port, "127.0.0.1", () => {
+      const { hostname, port } = new URL(t.url);
+      const s = connect(Number(port), hostname, () => {
         s.write(
           "GET /v1/functions/echo/streams/bad-handshake HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
             "Connection: Upgrade\r\nSec-WebSocket-Key: not-a-key\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -123,8 +126,15 @@ describe("contract: bad input and late events", () => {
       s.on("error", reject);
     });
     assert.match(reply, /^HTTP\/1\.1 400 /);
-    await eventually(() => t.server.router.get("echo", "bad-handshake") === undefined, 5_000, "the stream to be withdrawn");
-    assert.equal(t.server.router.ended("echo", "bad-handshake"), undefined, "not remembered as ended");
+    await eventually(
+      async () => {
+        const s = await t.stream("echo", "bad-handshake");
+        return s?.state !== "waiting" && s?.state !== "running";
+      },
+      5_000,
+      "the stream to be withdrawn",
+    );
+    assert.equal(await t.stream("echo", "bad-handshake"), undefined, "not remembered as ended");
     const c = await StreamClient.connect(url("bad-handshake"));
     c.event("retry");
     c.end();
@@ -141,25 +151,41 @@ describe("contract: bad input and late events", () => {
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, "STREAM_ENDED");
     assert.match(r.body.error.message, /already ended \(completed, reason end\)/);
-    assert.equal(t.server.router.get("echo", "ended-once"), undefined);
+    assert.equal((await t.stream("echo", "ended-once"))?.state, "ended", "still the ended stream, not a new one");
   });
 
   it("refuses an event for a stream that has ended with STREAM_ENDED (failed streams too)", async () => {
     const c = await StreamClient.connect(url("ended-late"));
-    const stream = t.server.router.get("echo", "ended-late")!;
     c.event("a");
     c.end();
     await c.waitEnd();
-    // A late event from any producer that still holds the stream (the router's own check).
-    assert.throws(() => t.server.router.push(stream, "late", undefined, false, 6), { code: "STREAM_ENDED" });
-    // A failed stream's id is refused just the same.
+    const late = await call(`${t.url}/v1/functions/echo/streams/ended-late/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ data: "late" }),
+    });
+    assert.equal(late.status, 409);
+    assert.equal(late.body.error?.code, "STREAM_ENDED");
+    // A failed stream's id is refused just the same (an operator cancels it).
     const f = await StreamClient.connect(url("ended-failed"));
-    t.server.router.fail(t.server.router.get("echo", "ended-failed")!, { code: "INTERNAL", message: "cancelled by the test" });
+    const cancel = await call(`${t.url}/v1/functions/echo/streams/ended-failed?reason=test`, { method: "DELETE" });
+    assert.equal(cancel.status, 200, JSON.stringify(cancel.body));
     const end = await f.waitEnd();
     assert.equal(end.status, "failed");
     const r = await refused(url("ended-failed"));
     assert.equal(r.body.error.code, "STREAM_ENDED");
     assert.match(r.body.error.message, /failed, reason error/);
+  });
+
+  it("the table refuses an event pushed on a handle of a stream that has ended with STREAM_ENDED", inProcessOnly(), async () => {
+    const c = await StreamClient.connect(url("ended-held"));
+    const table = t.embedded!.table;
+    const stream = table.get("echo", "ended-held")!;
+    c.event("a");
+    c.end();
+    await c.waitEnd();
+    // A late event from any producer that still holds the stream (the table's own check).
+    assert.throws(() => table.push(stream, "late", undefined, false, 6), { code: "STREAM_ENDED" });
   });
 
   it("refuses events after the end of input with STREAM_INPUT_ENDED while the handler finishes", async () => {
@@ -181,7 +207,7 @@ describe("contract: bad input and late events", () => {
   });
 
   it("forgets ended ids after the retention window", async () => {
-    const t2 = await startTestServer({ "echo.ts": echo }, { endedRetentionMs: 150 });
+    const t2 = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 150 });
     try {
       const first = await StreamClient.connect(`${t2.wsUrl}/v1/functions/echo/streams/reused`);
       first.end();

@@ -2,8 +2,9 @@
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
+import { inProcessOnly, startContractTarget } from "./helpers/contract-target.js";
+import type { ContractTarget } from "./helpers/contract-target.js";
 import { startTestServer } from "./helpers/server.js";
-import type { TestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 import type { Rec } from "./helpers/ws-client.js";
 
@@ -50,9 +51,9 @@ function outputRecords(c: StreamClient): Rec[] {
 }
 
 describe("contract: affinity, order, sequence, numbered outputs", () => {
-  let t: TestServer;
+  let t: ContractTarget;
   before(async () => {
-    t = await startTestServer({ "tagged.ts": tagged, "epilogue.ts": epilogue });
+    t = await startContractTarget({ "tagged.ts": tagged, "epilogue.ts": epilogue });
   });
   after(() => t.close());
 
@@ -103,7 +104,7 @@ describe("contract: affinity, order, sequence, numbered outputs", () => {
     }
     assert.equal(invocations.size, streams, "every stream had its own invocation");
     // Those streams shared instances (concurrency 8): affinity is per stream, not per instance.
-    assert.ok(t.server.registry.current("tagged")!.stats().coldStarts < streams);
+    assert.ok((await t.current("tagged")).coldStarts < streams);
   });
 
   it("drops retries (seq at or below the last seen) without delivering them twice", async () => {
@@ -178,8 +179,9 @@ describe("contract: affinity, order, sequence, numbered outputs", () => {
   });
 });
 
+// Observers are how components inside the server process watch streams: embedded mode only.
 describe("router observer: each stream's life is reported in order", () => {
-  it("opened, then bound (at once, or after waiting for a slot), then closed", async () => {
+  it("opened, then bound (at once, or after waiting for a slot), then closed", inProcessOnly(), async () => {
     const life = new Map<string, string[]>();
     const note = (id: string, what: string): void => {
       life.set(id, [...(life.get(id) ?? []), what]);

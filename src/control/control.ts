@@ -1,7 +1,7 @@
 import type { ServerLogger } from "../server/logger.js";
 import type { Gateway } from "../gateway/gateway.js";
 import type { Registry } from "../registry/registry.js";
-import type { Router } from "../router/router.js";
+import type { StreamTable } from "../router/stream-table.js";
 import type { ServerStatus } from "../server/status.js";
 import { ControlAccess } from "./access.js";
 import { describeFunction, listFunctions, retireFunction, uploadFunction } from "./functions.js";
@@ -9,7 +9,7 @@ import { cancelStream, listStreams } from "./streams.js";
 
 export interface ControlOptions {
   registry: Registry;
-  router: Router;
+  table: StreamTable;
   status(): ServerStatus;
   token: string | undefined;
   /** Whether other machines can reach the server: changes then need a token. */

@@ -4,7 +4,7 @@ import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import { sendJson } from "../gateway/http-util.js";
 import type { Registry } from "../registry/registry.js";
-import type { Router } from "../router/router.js";
+import type { StreamTable } from "../router/stream-table.js";
 import type { ControlAccess } from "./access.js";
 
 export type StreamListState = "waiting" | "running" | "completed" | "failed";
@@ -33,7 +33,7 @@ const kDefaultLimit = 50;
 const kMaxLimit = 1000;
 
 export interface StreamsDeps {
-  router: Router;
+  table: StreamTable;
   registry: Registry;
   access: ControlAccess;
   logger: ServerLogger;
@@ -51,7 +51,7 @@ export function listStreams(deps: StreamsDeps, res: ServerResponse, url: URL, fn
   const now = Date.now();
   const all: StreamSummary[] = [];
   let live = 0;
-  for (const s of deps.router.live()) {
+  for (const s of deps.table.live()) {
     if (s.functionName !== fn) continue;
     live++;
     all.push({
@@ -68,7 +68,7 @@ export function listStreams(deps: StreamsDeps, res: ServerResponse, url: URL, fn
       error: null,
     });
   }
-  const ended = deps.router.endedOf(fn);
+  const ended = deps.table.endedOf(fn);
   for (const { streamId, ended: e } of ended) {
     const openedAt = e.openedAt ?? e.endedAt;
     all.push({
@@ -102,9 +102,9 @@ export function listStreams(deps: StreamsDeps, res: ServerResponse, url: URL, fn
 /** DELETE /v1/functions/:fn/streams/:id: ends a live stream failed with STREAM_CANCELLED. */
 export function cancelStream(deps: StreamsDeps, res: ServerResponse, url: URL, fn: string, id: string): void {
   deps.access.assertMayChange(`cancelling stream "${id}" of ${fn}`);
-  const stream = deps.router.get(fn, id);
+  const stream = deps.table.get(fn, id);
   if (!stream) {
-    const ended = deps.router.ended(fn, id);
+    const ended = deps.table.ended(fn, id);
     if (ended) {
       throw new StreamfnError("STREAM_ENDED", `stream "${id}" of ${fn} already ended (${ended.status}, reason ${ended.reason}); nothing to cancel`);
     }
@@ -112,7 +112,7 @@ export function cancelStream(deps: StreamsDeps, res: ServerResponse, url: URL, f
   }
   const why = url.searchParams.get("reason")?.slice(0, 200);
   const error: ErrorRecord = { code: "STREAM_CANCELLED", message: `cancelled by an operator${why ? `: ${why}` : ""}` };
-  deps.router.fail(stream, error);
+  deps.table.fail(stream, error);
   deps.logger.warn({ fn, version: stream.version, streamId: id, reason: why ?? null }, "stream cancelled by an operator");
   const end = stream.end!;
   sendJson(res, 200, {

@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { timingSafeEqual } from "node:crypto";
 import { StreamfnError } from "../api/errors.js";
-import type { Router } from "../router/router.js";
+import type { StreamTable } from "../router/stream-table.js";
 import { sendError } from "./http-util.js";
 import { parseStreamPath } from "./routes.js";
 import type { StreamRoute } from "./routes.js";
@@ -51,9 +51,9 @@ export class Gateway {
   #streamHttp: StreamHttpHandler | undefined;
   readonly #token: Buffer | undefined;
 
-  constructor(router: Router, options: GatewayOptions = {}) {
+  constructor(table: StreamTable, options: GatewayOptions = {}) {
     this.#token = options.token ? Buffer.from(options.token) : undefined;
-    this.websocket = new WebSocketGateway(router, options.pingIntervalMs);
+    this.websocket = new WebSocketGateway(table, options.pingIntervalMs);
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
       void this.#onRequest(req, res);
     });

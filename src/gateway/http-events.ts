@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
-import type { ErrorRecord } from "../api/errors.js";
 import type { ResolvedOptions } from "../api/types.js";
-import type { FunctionCatalog, Router } from "../router/router.js";
+import type { BatchEvent, StreamTable } from "../router/stream-table.js";
 import { parseEnvelope } from "./envelope.js";
 import { mediaType, readBody, sendJson } from "./http-util.js";
 import { LineReader } from "./ndjson.js";
@@ -11,20 +10,11 @@ import { endedStreamStatus, liveStreamStatus } from "./stream-status.js";
 
 /** An NDJSON batch may be this big (or maxEventBytes, if that is bigger). */
 export const kMaxBatchBytes = 4 * 1024 * 1024;
-/** Suggested wait for a producer whose stream's inbox is full. */
-const kInboxRetryMs = 1000;
 
 export const kEventMediaTypes = ["application/json", "application/x-ndjson", "application/octet-stream"];
 
-interface PendingEvent {
-  data: unknown;
-  seq: number | undefined;
-  binary: boolean;
-  bytes: number;
-}
-
 interface Batch {
-  events: PendingEvent[];
+  events: BatchEvent[];
   /** The batch ends the stream's input after its events. */
   end: boolean;
 }
@@ -38,8 +28,7 @@ interface Batch {
  * duplicates, never delivered twice).
  */
 export async function postEvents(
-  router: Router,
-  catalog: FunctionCatalog,
+  table: StreamTable,
   req: IncomingMessage,
   res: ServerResponse,
   route: StreamRoute,
@@ -53,13 +42,13 @@ export async function postEvents(
       `events are posted as ${kEventMediaTypes.join(", ")}; got ${type === "" ? "no content-type" : type}`,
     );
   }
-  const options = router.get(functionName, streamId)?.options ?? catalog.current(functionName)?.options;
+  const options = table.get(functionName, streamId)?.options ?? table.limits(functionName);
   if (!options) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
 
   const batch = await readBatch(req, res, type, options, functionName);
 
-  if (!router.get(functionName, streamId)) {
-    const ended = router.ended(functionName, streamId);
+  if (!table.get(functionName, streamId)) {
+    const ended = table.ended(functionName, streamId);
     // A retry of a batch taken before the stream ended (its response was lost): every event
     // carries a seq the stream already took, so it is acknowledged again, as while it lived.
     if (ended && batch.events.length > 0 && batch.events.every((e) => e.seq !== undefined && e.seq <= (ended.lastSeq ?? 0))) {
@@ -73,81 +62,38 @@ export async function postEvents(
       return;
     }
     // Ending a stream that never started opens nothing: the same answer as POST …/end.
-    if (!ended && batch.events.length === 0 && batch.end) throw notFound(catalog, functionName, streamId);
+    if (!ended && batch.events.length === 0 && batch.end) throw notFound(table, functionName, streamId);
   }
-  const stream = router.openOrGet(functionName, streamId);
-  let fresh = 0;
-  let last = stream.lastSeq;
-  for (const e of batch.events) {
-    // The router's own dedup rule, applied ahead so the whole batch is judged before any of it is taken.
-    if (e.seq !== undefined && e.seq <= last) continue;
-    last = e.seq ?? last + 1;
-    fresh++;
-  }
-  if (stream.inputEnd !== undefined || stream.state === "done") {
-    if (fresh === 0) {
-      // A retry of a batch that was taken before the input ended: acknowledge it again.
-      sendJson(res, 202, { accepted: 0, duplicates: batch.events.length, lastSeq: stream.lastSeq });
-      return;
-    }
-    throw new StreamfnError(
-      "STREAM_INPUT_ENDED",
-      `stream "${streamId}" of ${functionName} takes no more events: its input ended (${stream.inputEnd ?? "closed"})`,
-    );
-  }
-  if (!stream.canAccept(fresh)) {
-    throw new StreamfnError(
-      "INBOX_FULL",
-      `stream "${streamId}" has ${stream.queued} events waiting for its handler (inboxLimit ${options.inboxLimit}); ` +
-        `none of these ${batch.events.length} were taken: resend them later`,
-      { retryAfterMs: kInboxRetryMs },
-    );
-  }
-
-  let accepted = 0;
-  let duplicates = 0;
-  let failure: ErrorRecord | undefined;
-  let i = 0;
-  for (; i < batch.events.length; i++) {
-    const e = batch.events[i]!;
-    try {
-      if (router.push(stream, e.data, e.seq, e.binary, e.bytes).accepted) accepted++;
-      else duplicates++;
-    } catch (err) {
-      // Only a limit reached inside this batch gets here (max-events ended the input).
-      if (accepted + duplicates === 0) throw err;
-      failure = err instanceof StreamfnError ? err.toRecord() : { code: "INTERNAL", message: String(err) };
-      break;
-    }
-  }
-  if (batch.end) router.endInput(stream, "end");
-  const body: Record<string, unknown> = { accepted, duplicates, lastSeq: stream.lastSeq };
-  if (batch.end) body.ended = true;
-  if (failure) {
-    body.rejected = batch.events.length - i;
-    body.error = failure;
+  const stream = await table.openOrGet(functionName, streamId);
+  // All or nothing, judged by the table: refused whole (INBOX_FULL, STREAM_INPUT_ENDED…) or taken.
+  const result = table.pushBatch(stream, batch.events, batch.end);
+  const body: Record<string, unknown> = { accepted: result.accepted, duplicates: result.duplicates, lastSeq: result.lastSeq };
+  if (result.ended) body.ended = true;
+  if (result.rejected !== undefined) {
+    body.rejected = result.rejected;
+    body.error = result.error;
   }
   sendJson(res, 202, body);
 }
 
 /** `POST …/streams/:streamId/end`: no more events. Idempotent: answers with the stream's status. */
-export function postEnd(router: Router, catalog: FunctionCatalog, res: ServerResponse, route: StreamRoute): void {
-  const stream = router.get(route.functionName, route.streamId!);
-  if (stream) router.endInput(stream, "end");
-  sendJson(res, 202, streamStatus(router, catalog, route.functionName, route.streamId!));
+export function postEnd(table: StreamTable, res: ServerResponse, route: StreamRoute): void {
+  const stream = table.get(route.functionName, route.streamId!);
+  if (stream) table.endInput(stream, "end");
+  sendJson(res, 202, streamStatus(table, route.functionName, route.streamId!));
 }
 
 /** A live or recently ended stream's status document; 404 for one the server does not know. */
-export function streamStatus(router: Router, catalog: FunctionCatalog, fn: string, streamId: string): Record<string, unknown> {
-  const stream = router.get(fn, streamId);
+export function streamStatus(table: StreamTable, fn: string, streamId: string): Record<string, unknown> {
+  const stream = table.get(fn, streamId);
   if (stream) return liveStreamStatus(stream);
-  const ended = router.ended(fn, streamId);
+  const ended = table.ended(fn, streamId);
   if (ended) return endedStreamStatus(fn, streamId, ended);
-  throw notFound(catalog, fn, streamId);
+  throw notFound(table, fn, streamId);
 }
 
-export function notFound(catalog: FunctionCatalog, functionName: string, streamId: string): StreamfnError {
-  if (!catalog.current(functionName)) return new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
+export function notFound(table: StreamTable, functionName: string, streamId: string): StreamfnError {
+  if (!table.hasFunction(functionName)) return new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
   return new StreamfnError(
     "STREAM_NOT_FOUND",
     `no stream "${streamId}" of ${functionName}: it never started, or it ended longer ago than the server remembers`,

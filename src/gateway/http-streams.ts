@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
-import type { FunctionCatalog, Router } from "../router/router.js";
+import type { StreamTable } from "../router/stream-table.js";
 import type { StreamHttpHandler } from "./gateway.js";
 import { postEnd, postEvents, streamStatus } from "./http-events.js";
 import { mediaType, sendJson } from "./http-util.js";
@@ -24,7 +24,7 @@ const kNdjsonTypes = ["application/x-ndjson", "application/jsonl", "application/
  *
  * PUT is taken like POST because `curl -T file` (upload a file as it is read) sends PUT.
  */
-export function createHttpStreams(router: Router, catalog: FunctionCatalog): StreamHttpHandler {
+export function createHttpStreams(table: StreamTable): StreamHttpHandler {
   return async (req: IncomingMessage, res: ServerResponse, route: StreamRoute, url: URL): Promise<void> => {
     const method = req.method ?? "GET";
     switch (route.action) {
@@ -38,11 +38,11 @@ export function createHttpStreams(router: Router, catalog: FunctionCatalog): Str
                 `single events go to .../streams/:streamId/events`,
             );
           }
-          serveNdjsonStream(router, req, res, route);
+          await serveNdjsonStream(table, req, res, route);
           return;
         }
         if (method === "GET" && route.streamId !== undefined) {
-          sendJson(res, 200, streamStatus(router, catalog, route.functionName, route.streamId));
+          sendJson(res, 200, streamStatus(table, route.functionName, route.streamId));
           return;
         }
         // GET .../streams (the list) and DELETE .../streams/:id (cancel) are control routes.
@@ -56,15 +56,15 @@ export function createHttpStreams(router: Router, catalog: FunctionCatalog): Str
         );
       case "events":
         if (method !== "POST") throw notAllowed(res, "POST", method, "events are posted");
-        await postEvents(router, catalog, req, res, route);
+        await postEvents(table, req, res, route);
         return;
       case "end":
         if (method !== "POST") throw notAllowed(res, "POST", method, "the end is posted");
-        postEnd(router, catalog, res, route);
+        postEnd(table, res, route);
         return;
       case "outputs":
         if (method !== "GET") throw notAllowed(res, "GET", method, "outputs are read with GET (server-sent events)");
-        serveOutputs(router, catalog, req, res, route, url);
+        serveOutputs(table, req, res, route, url);
         return;
       default:
         throw new StreamfnError(

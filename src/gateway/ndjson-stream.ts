@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
-import type { Router } from "../router/router.js";
-import type { EndRecord, Stream } from "../router/stream.js";
+import type { EndRecord, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { parseEnvelope } from "./envelope.js";
 import type { Envelope } from "./envelope.js";
 import { LineReader } from "./ndjson.js";
@@ -36,9 +35,14 @@ class NdjsonSink extends ResponseSink {
  * it is a disconnect. While the stream's inbox is full the body is not read, so TCP flow
  * control slows the uploader down to the handler's pace.
  */
-export function serveNdjsonStream(router: Router, req: IncomingMessage, res: ServerResponse, route: StreamRoute): void {
+export async function serveNdjsonStream(table: StreamTable, req: IncomingMessage, res: ServerResponse, route: StreamRoute): Promise<void> {
   const sink = new NdjsonSink(res);
-  const stream = router.open(route.functionName, route.streamId, sink);
+  const stream = await table.open(route.functionName, route.streamId, sink);
+  if (res.destroyed) {
+    // The client left while a remote table was opening the stream.
+    table.abandon(stream);
+    return;
+  }
   res.writeHead(200, {
     "content-type": "application/x-ndjson",
     "cache-control": "no-store",
@@ -46,26 +50,26 @@ export function serveNdjsonStream(router: Router, req: IncomingMessage, res: Ser
     "streamfn-stream-id": stream.streamId,
   });
   sink.write(`${openRecord(stream.functionName, stream.streamId, stream.version)}\n`);
-  new NdjsonSession(router, stream, req, res, sink);
+  new NdjsonSession(table, stream, req, res, sink);
 }
 
 class NdjsonSession implements LineHandler {
-  readonly #router: Router;
-  readonly #stream: Stream;
+  readonly #table: StreamTable;
+  readonly #stream: StreamHandle;
   readonly #req: IncomingMessage;
   readonly #sink: NdjsonSink;
   readonly #reader: LineReader;
   #drained = 0;
   #gone = false;
 
-  constructor(router: Router, stream: Stream, req: IncomingMessage, res: ServerResponse, sink: NdjsonSink) {
-    this.#router = router;
+  constructor(table: StreamTable, stream: StreamHandle, req: IncomingMessage, res: ServerResponse, sink: NdjsonSink) {
+    this.#table = table;
     this.#stream = stream;
     this.#req = req;
     this.#sink = sink;
     this.#reader = new LineReader(stream.options.maxEventBytes, this);
 
-    router.attachProducer(stream, {
+    table.attachProducer(stream, {
       pause: () => {
         this.#reader.pause();
         req.pause();
@@ -82,8 +86,8 @@ class NdjsonSession implements LineHandler {
     res.on("close", () => {
       if (res.writableFinished || stream.state === "done") return;
       this.#gone = true;
-      router.removeSink(stream, sink);
-      router.endInput(stream, "disconnect");
+      table.removeSink(stream, sink);
+      table.endInput(stream, "disconnect");
     });
   }
 
@@ -111,8 +115,8 @@ class NdjsonSession implements LineHandler {
     let env: Envelope | undefined;
     try {
       env = parseEnvelope(text);
-      if (env.end) this.#router.endInput(stream, "end");
-      else this.#router.push(stream, env.data, env.seq, false, bytes);
+      if (env.end) this.#table.endInput(stream, "end");
+      else this.#table.push(stream, env.data, env.seq, false, bytes);
     } catch (err) {
       if (env === undefined && text.trim() === "") return;
       const seq = env && !env.end ? env.seq : seqHint(text);
@@ -134,7 +138,7 @@ class NdjsonSession implements LineHandler {
   }
 
   finished(): void {
-    this.#router.endInput(this.#stream, "end");
+    this.#table.endInput(this.#stream, "end");
   }
 }
 

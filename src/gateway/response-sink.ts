@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import type { EndRecord, OutputSink } from "../router/stream.js";
+import type { EndRecord, OutputSink } from "../router/stream-table.js";
 
 /** Unsent bytes on a response above which the stream's handler is held (output backpressure). */
 const kHighWater = 1024 * 1024;

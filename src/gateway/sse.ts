@@ -1,8 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
-import type { FunctionCatalog, Router } from "../router/router.js";
-import type { EndedStream } from "../router/ended-streams.js";
-import type { EndRecord, RetainedOutput, Stream } from "../router/stream.js";
+import type { EndRecord, EndedStream, RetainedOutput, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { notFound } from "./http-events.js";
 import { errorRecord, outputRecord } from "./records.js";
 import { ResponseSink } from "./response-sink.js";
@@ -100,8 +98,7 @@ class SseSink extends ResponseSink {
  * A stream that ended within the retention window still replays what it kept.
  */
 export function serveOutputs(
-  router: Router,
-  catalog: FunctionCatalog,
+  table: StreamTable,
   req: IncomingMessage,
   res: ServerResponse,
   route: StreamRoute,
@@ -110,15 +107,15 @@ export function serveOutputs(
   const { functionName } = route;
   const streamId = route.streamId!;
   const after = resumePoint(req, url);
-  const stream = router.get(functionName, streamId);
-  const ended = stream ? undefined : router.ended(functionName, streamId);
-  if (!stream && !ended && !catalog.current(functionName)) throw notFound(catalog, functionName, streamId);
-  if (stream && stream.sinks.size >= kMaxSinksPerStream) throw tooManySubscribers(functionName, streamId);
+  const stream = table.get(functionName, streamId);
+  const ended = stream ? undefined : table.ended(functionName, streamId);
+  if (!stream && !ended && !table.hasFunction(functionName)) throw notFound(table, functionName, streamId);
+  if (stream && stream.subscribers >= kMaxSinksPerStream) throw tooManySubscribers(functionName, streamId);
 
   let cancelWait: (() => void) | undefined;
   if (!stream && !ended) {
     // Not open yet: wait for it, so a subscriber may connect before the producer's first event.
-    cancelWait = router.awaitOpen(functionName, streamId, (s) => {
+    cancelWait = table.awaitOpen(functionName, streamId, (s) => {
       clearTimeout(timer);
       follow(s);
     });
@@ -159,8 +156,8 @@ export function serveOutputs(
   if (stream) follow(stream);
   else replayEnded(ended!);
 
-  function follow(s: Stream): void {
-    if (s.sinks.size >= kMaxSinksPerStream) {
+  function follow(s: StreamHandle): void {
+    if (s.subscribers >= kMaxSinksPerStream) {
       sink.stopHeartbeat();
       sink.finish(`event: error\ndata: ${errorRecord(tooManySubscribers(functionName, streamId).toRecord())}\n\n`);
       return;
@@ -169,9 +166,9 @@ export function serveOutputs(
     // Runs in one turn: no output can slip between the replay and the live sink.
     announceGap(s.retained, s.outputs);
     sink.replay(s.retained);
-    router.addSink(s, sink);
+    table.addSink(s, sink);
     res.once("close", () => {
-      if (s.state !== "done") router.removeSink(s, sink);
+      if (s.state !== "done") table.removeSink(s, sink);
     });
   }
 

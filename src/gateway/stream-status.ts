@@ -1,28 +1,26 @@
-import type { EndedStream } from "../router/ended-streams.js";
-import type { RetainedOutput, Stream } from "../router/stream.js";
+import type { EndedStream, RetainedOutput, StreamHandle } from "../router/stream-table.js";
 
 /** The JSON behind `GET /v1/functions/:fn/streams/:streamId` for a live stream. */
-export function liveStreamStatus(stream: Stream): Record<string, unknown> {
-  // lastEventAt is a monotonic stamp; shown as wall-clock time.
-  const lastEventAt = Date.now() - (performance.now() - stream.lastEventAt);
+export function liveStreamStatus(stream: StreamHandle): Record<string, unknown> {
   return {
     function: stream.functionName,
     streamId: stream.streamId,
     state: stream.state,
     inputEnded: stream.inputEnd ?? null,
     version: stream.version,
-    instance: stream.instance?.id ?? null,
+    instance: stream.instanceId ?? null,
     events: stream.events,
     outputs: stream.outputs,
     duplicates: stream.duplicates,
     lastSeq: stream.lastSeq,
     queued: stream.queued,
     inflight: stream.inflight,
-    subscribers: stream.sinks.size,
+    heldOutputs: stream.heldOutputs,
+    subscribers: stream.subscribers,
     replayable: replayable(stream.retained),
     openedAt: iso(stream.openedAt),
     boundAt: stream.boundAt === undefined ? null : iso(stream.boundAt),
-    lastEventAt: stream.events === 0 ? null : iso(lastEventAt),
+    lastEventAt: stream.events === 0 ? null : iso(stream.lastEventTime),
   };
 }
 

@@ -7,8 +7,7 @@ import type { WebSocket } from "ws";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason } from "../api/types.js";
-import type { Router } from "../router/router.js";
-import type { EndRecord, OutputSink, Stream } from "../router/stream.js";
+import type { EndRecord, OutputSink, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { parseEnvelope } from "./envelope.js";
 import type { StreamRoute } from "./routes.js";
 
@@ -24,7 +23,7 @@ const kMaxFrameBytes = 64 * 1024 * 1024;
  */
 export class WebSocketGateway {
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: kMaxFrameBytes, perMessageDeflate: false });
-  readonly #router: Router;
+  readonly #table: StreamTable;
   /** Connections that answered the last ping (or sent anything since). */
   readonly #alive = new WeakSet<WebSocket>();
   readonly #heartbeat: NodeJS.Timeout | undefined;
@@ -34,8 +33,8 @@ export class WebSocketGateway {
    * stream's input (`disconnect`) and releases a handler held by output backpressure. Without
    * it a client that vanished without a FIN would hold its stream until max duration.
    */
-  constructor(router: Router, pingIntervalMs = 30_000) {
-    this.#router = router;
+  constructor(table: StreamTable, pingIntervalMs = 30_000) {
+    this.#table = table;
     if (pingIntervalMs > 0) {
       this.#heartbeat = setInterval(() => this.#ping(), pingIntervalMs);
       this.#heartbeat.unref();
@@ -63,19 +62,35 @@ export class WebSocketGateway {
    * or a full pool gets a plain HTTP status and JSON body instead of a connection that dies.
    */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, route: StreamRoute): void {
-    const net = socket as Socket;
-    const sink = new WebSocketSink(net);
-    let stream: Stream;
+    const sink = new WebSocketSink(socket as Socket);
+    let opened: StreamHandle | Promise<StreamHandle>;
     try {
-      stream = this.#router.open(route.functionName, route.streamId, sink);
+      opened = this.#table.open(route.functionName, route.streamId, sink);
     } catch (err) {
       rejectUpgrade(socket, err);
+      return;
+    }
+    // The embedded table answers at once; a remote one later, and then the client may have
+    // left in the meantime.
+    if (opened instanceof Promise) {
+      opened.then(
+        (stream) => this.#handshake(req, socket, head, stream, sink),
+        (err: unknown) => rejectUpgrade(socket, err),
+      );
+    } else {
+      this.#handshake(req, socket, head, opened, sink);
+    }
+  }
+
+  #handshake(req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamHandle, sink: WebSocketSink): void {
+    if (socket.destroyed) {
+      this.#table.abandon(stream);
       return;
     }
     // A handshake that ws refuses (bad headers) or that the client drops never reaches the
     // callback: the stream opened for it must not keep its id busy until it idles out.
     socket.once("close", () => {
-      if (!sink.ws) this.#router.abandon(stream);
+      if (!sink.ws) this.#table.abandon(stream);
     });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       sink.ws = ws;
@@ -99,8 +114,8 @@ export class WebSocketGateway {
     this.#wss.close();
   }
 
-  #serve(ws: WebSocket, stream: Stream, sink: WebSocketSink): void {
-    const router = this.#router;
+  #serve(ws: WebSocket, stream: StreamHandle, sink: WebSocketSink): void {
+    const table = this.#table;
     this.#alive.add(ws);
     ws.on("pong", () => this.#alive.add(ws));
     sink.send(
@@ -114,7 +129,7 @@ export class WebSocketGateway {
     // ws.pause() stops reading the socket, but frames ws already parsed from the last read keep
     // arriving (up to one socket read, ~64 KiB). Pushing them would overflow the inbox's hard
     // cap and refuse events of a producer that did nothing wrong; they wait here, in order, and
-    // go to the router as the handler makes room. The same goes for a close that arrives behind
+    // go to the table as the handler makes room. The same goes for a close that arrives behind
     // held frames: the input ends only after them.
     const held: { data: Buffer; isBinary: boolean }[] = [];
     let paused = false;
@@ -128,7 +143,7 @@ export class WebSocketGateway {
       }
       try {
         if (isBinary) {
-          router.push(stream, ownArrayBuffer(data), undefined, true, data.byteLength);
+          table.push(stream, ownArrayBuffer(data), undefined, true, data.byteLength);
           return;
         }
         if (data.byteLength > stream.options.maxEventBytes) {
@@ -139,8 +154,8 @@ export class WebSocketGateway {
         }
         const text = data.toString("utf8");
         const env = parseEnvelope(text);
-        if (env.end) router.endInput(stream, "end");
-        else router.push(stream, env.data, env.seq, false, data.byteLength, text);
+        if (env.end) table.endInput(stream, "end");
+        else table.push(stream, env.data, env.seq, false, data.byteLength, text);
       } catch (err) {
         sink.error(toRecord(err), seqHint(data, isBinary));
         // Error records are the one thing a producer can make the server write without the
@@ -160,11 +175,11 @@ export class WebSocketGateway {
       }
       draining = false;
       if (paused) return;
-      if (closedAs !== undefined) router.endInput(stream, closedAs);
+      if (closedAs !== undefined) table.endInput(stream, closedAs);
       else ws.resume();
     };
 
-    router.attachProducer(stream, {
+    table.attachProducer(stream, {
       pause: () => {
         paused = true;
         ws.pause();
@@ -182,9 +197,9 @@ export class WebSocketGateway {
 
     ws.on("close", (code: number) => {
       if (stream.state === "done") return;
-      router.removeSink(stream, sink);
+      table.removeSink(stream, sink);
       closedAs = code === 1000 || code === 1001 || code === 1005 ? "end" : "disconnect";
-      if (held.length === 0) router.endInput(stream, closedAs);
+      if (held.length === 0) table.endInput(stream, closedAs);
     });
     ws.on("error", () => {
       // 'close' follows and ends the stream's input.

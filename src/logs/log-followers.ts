@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { RouterObserver } from "../router/router.js";
 import type { StreamLogEntry } from "../router/stream-log.js";
+import { streamKey } from "../router/stream.js";
 import type { EndRecord, Stream } from "../router/stream.js";
 
 /** Followers at once over the whole server (stream and function followers together). */
@@ -84,8 +85,8 @@ export class LogFollowers implements RouterObserver {
     }
   }
 
-  followStream(stream: Stream, follower: LogFollower): void {
-    this.#add(this.#byStream, stream.key, follower);
+  followStream(functionName: string, streamId: string, follower: LogFollower): void {
+    this.#add(this.#byStream, streamKey(functionName, streamId), follower);
   }
 
   followFunction(functionName: string, follower: LogFollower): void {

@@ -2,8 +2,7 @@ import { StreamfnError } from "../api/errors.js";
 import type { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import type { Registry } from "../registry/registry.js";
-import type { Router } from "../router/router.js";
-import type { StreamLogSnapshot } from "../router/stream-log.js";
+import type { StreamLogSnapshot, StreamTable } from "../router/stream-table.js";
 import { LogFollower } from "./log-followers.js";
 import type { LogEndRecord, LogFollowers, LogRecord } from "./log-followers.js";
 
@@ -12,14 +11,14 @@ import type { LogEndRecord, LogFollowers, LogRecord } from "./log-followers.js";
  * `ctx.log` lines, as JSON, or followed as NDJSON until the stream ends.
  * `GET /v1/functions/:fn/logs?follow=1`: every stream's lines of a function as they happen.
  */
-export function registerLogRoutes(gateway: Gateway, router: Router, registry: Registry, followers: LogFollowers): void {
+export function registerLogRoutes(gateway: Gateway, table: StreamTable, registry: Registry, followers: LogFollowers): void {
   gateway.route("GET", "/v1/functions/:fn/streams/:id/logs", (_req, res, url, { fn, id }) => {
-    const live = router.get(fn!, id!);
-    const ended = live ? undefined : router.ended(fn!, id!);
+    const live = table.get(fn!, id!);
+    const ended = live ? undefined : table.ended(fn!, id!);
     if (!live && !ended) {
       throw new StreamfnError("STREAM_NOT_FOUND", `no live or recently ended stream "${id}" of ${fn}`);
     }
-    const snapshot: StreamLogSnapshot = live ? live.logs.snapshot() : { lines: ended!.logs ?? [], dropped: ended!.logsDropped ?? 0 };
+    const snapshot: StreamLogSnapshot = live ? live.logSnapshot() : { lines: ended!.logs ?? [], dropped: ended!.logsDropped ?? 0 };
     if (!wantsFollow(url)) {
       sendJson(res, 200, snapshot, { "cache-control": "no-store" });
       return;
@@ -29,7 +28,7 @@ export function registerLogRoutes(gateway: Gateway, router: Router, registry: Re
     for (const line of snapshot.lines) follower.write({ type: "log", ...line } satisfies LogRecord);
     if (live) {
       // Synchronously after the snapshot: no line can fall in between.
-      followers.followStream(live, follower);
+      followers.followStream(live.functionName, live.streamId, follower);
       return;
     }
     const e = ended!;

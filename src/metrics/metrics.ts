@@ -5,12 +5,13 @@ import type { SandboxExit } from "../instances/sandbox.js";
 import type { DeployedFunction } from "../registry/registry.js";
 import type { RouterObserver } from "../router/router.js";
 import type { EndRecord, Stream } from "../router/stream.js";
+import type { StreamHandle } from "../router/stream-table.js";
 import { BucketHistogram, HistogramFamily } from "./bucket-histogram.js";
 
 /** Where the metrics read the state their gauges mirror, at scrape time. */
 export interface MetricsSource {
   /** Open streams: running, or waiting for a slot. */
-  liveStreams(): Iterable<Stream>;
+  liveStreams(): Iterable<StreamHandle>;
   /** Deployed functions, with their current and retiring versions. */
   functions(): Iterable<DeployedFunction>;
 }

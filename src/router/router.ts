@@ -1,15 +1,18 @@
 import { randomUUID } from "node:crypto";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorCode, ErrorRecord } from "../api/errors.js";
-import type { EndReason } from "../api/types.js";
+import type { EndReason, ResolvedOptions } from "../api/types.js";
 import type { EventOp, Instance, SlotTenant } from "../instances/instance.js";
 import type { FunctionPool } from "../instances/pool.js";
 import { preciseNow } from "../runtime/clock.js";
 import { EndedStreams } from "./ended-streams.js";
 import type { EndedStream } from "./ended-streams.js";
-import { Stream } from "./stream.js";
+import { Stream, streamKey as keyOf } from "./stream.js";
 import type { StreamLogEntry } from "./stream-log.js";
 import type { CloseReason, EndRecord, OutputSink, ProducerFlow } from "./stream.js";
+import type { BatchEvent, BatchResult, PushResult, StreamTable } from "./stream-table.js";
+
+export type { PushResult } from "./stream-table.js";
 
 /** Where the router finds the version that new streams of a function should run on. */
 export interface FunctionCatalog {
@@ -46,12 +49,6 @@ export interface RouterOptions {
   endedLogLinesMax?: number;
 }
 
-export interface PushResult {
-  /** false: a retry (seq at or below the last seen); acknowledged and dropped. */
-  accepted: boolean;
-  seq: number;
-}
-
 const kStreamIdPattern = /^[A-Za-z0-9._:~-]{1,128}$/;
 /** Subscribers that may wait for streams not yet open, over all streams. */
 const kMaxOpenWaiters = 10_000;
@@ -59,12 +56,18 @@ const kMaxOpenWaiters = 10_000;
 const kInstanceWindow = 64;
 /** A producer that ignores pause (frames already read off its socket) may overshoot this much. */
 const kHardInboxFactor = 4;
+/** Suggested wait for a producer whose batch found the stream's inbox full. */
+const kBatchRetryMs = 1000;
 
 /**
- * The stream table. Binds each (function, streamId) to one instance slot, keeps its bounded
- * inbox, enforces sequence, ends, limits and watchdogs, and fans its outputs out in order.
+ * The stream table of embedded mode (see StreamTable for the contract). Binds each
+ * (function, streamId) to one instance slot, keeps its bounded inbox, enforces sequence,
+ * ends, limits and watchdogs, and fans its outputs out in order.
+ *
+ * Methods take the router's own `Stream` where the contract says `StreamHandle`: every
+ * handle this table gives out is one of its Streams, so no lookup or copy is needed.
  */
-export class Router {
+export class Router implements StreamTable {
   readonly #streams = new Map<string, Stream>();
   readonly #ended: EndedStreams;
   readonly #catalog: FunctionCatalog;
@@ -94,6 +97,14 @@ export class Router {
 
   *live(): IterableIterator<Stream> {
     yield* this.#streams.values();
+  }
+
+  hasFunction(functionName: string): boolean {
+    return this.#catalog.current(functionName) !== undefined;
+  }
+
+  limits(functionName: string): Readonly<ResolvedOptions> | undefined {
+    return this.#catalog.current(functionName)?.options;
   }
 
   get(functionName: string, streamId: string): Stream | undefined {
@@ -262,6 +273,63 @@ export class Router {
     }
     if (stream.events >= stream.options.maxEvents) this.endInput(stream, "max-events");
     return { accepted: true, seq: q };
+  }
+
+  /** All or nothing (see StreamTable.pushBatch): judged whole before any event is taken. */
+  pushBatch(stream: Stream, events: readonly BatchEvent[], end: boolean): BatchResult {
+    const options = stream.options;
+    let fresh = 0;
+    let last = stream.lastSeq;
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      if (e.bytes > options.maxEventBytes) {
+        throw new StreamfnError(
+          "EVENT_TOO_LARGE",
+          `event ${i + 1} of the batch (${e.bytes} bytes) exceeds maxEventBytes (${options.maxEventBytes}) of ${stream.functionName}; ` +
+            `none of these ${events.length} were taken`,
+        );
+      }
+      // push()'s own dedup rule, applied ahead so the whole batch is judged before any of it is taken.
+      if (e.seq !== undefined && e.seq <= last) continue;
+      last = e.seq ?? last + 1;
+      fresh++;
+    }
+    if (stream.inputEnd !== undefined || stream.state === "done") {
+      // A retry of a batch that was taken before the input ended: acknowledge it again.
+      if (fresh === 0) return { accepted: 0, duplicates: events.length, lastSeq: stream.lastSeq };
+      throw new StreamfnError(
+        "STREAM_INPUT_ENDED",
+        `stream "${stream.streamId}" of ${stream.functionName} takes no more events: its input ended (${stream.inputEnd ?? "closed"})`,
+      );
+    }
+    if (!stream.canAccept(fresh)) {
+      throw new StreamfnError(
+        "INBOX_FULL",
+        `stream "${stream.streamId}" has ${stream.queued} events waiting for its handler (inboxLimit ${options.inboxLimit}); ` +
+          `none of these ${events.length} were taken: resend them later`,
+        { retryAfterMs: kBatchRetryMs },
+      );
+    }
+    const result: BatchResult = { accepted: 0, duplicates: 0, lastSeq: 0 };
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      try {
+        if (this.push(stream, e.data, e.seq, e.binary, e.bytes).accepted) result.accepted++;
+        else result.duplicates++;
+      } catch (err) {
+        // Only a limit reached inside this batch gets here (max-events ended the input).
+        if (i === 0) throw err;
+        result.rejected = events.length - i;
+        result.error = err instanceof StreamfnError ? err.toRecord() : { code: "INTERNAL", message: String(err) };
+        break;
+      }
+    }
+    if (end) {
+      this.endInput(stream, "end");
+      result.ended = true;
+    }
+    result.lastSeq = stream.lastSeq;
+    return result;
   }
 
   /** No more events: the handler's iterator completes after the ones already accepted. */
@@ -562,10 +630,6 @@ export class Router {
     }, Math.max(1, wait));
     stream.epilogueTimer.unref();
   }
-}
-
-function keyOf(functionName: string, streamId: string): string {
-  return `${functionName}\n${streamId}`;
 }
 
 function endedError(functionName: string, streamId: string, ended: EndedStream): StreamfnError {

@@ -3,6 +3,8 @@ import type { EndReason, ResolvedOptions } from "../api/types.js";
 import type { EventOp, Instance } from "../instances/instance.js";
 import type { FunctionPool, SlotRequest } from "../instances/pool.js";
 import { StreamLogBuffer } from "./stream-log.js";
+import type { StreamLogSnapshot } from "./stream-log.js";
+import type { StreamHandle } from "./stream-table.js";
 
 export type StreamState = "waiting" | "running" | "done";
 export type StreamStatus = "completed" | "failed";
@@ -39,8 +41,16 @@ export interface ProducerFlow {
 
 export type RetainedOutput = { n: number; json: string; bytes?: undefined } | { n: number; bytes: Uint8Array; json?: undefined };
 
-/** A live stream: the router's record of one (function, streamId). */
-export class Stream {
+/** The stream table's key of (function, streamId). */
+export function streamKey(functionName: string, streamId: string): string {
+  return `${functionName}\n${streamId}`;
+}
+
+/**
+ * A live stream: the router's own mutable record of one (function, streamId). Private to
+ * src/router: everything else reads it as a `StreamHandle`.
+ */
+export class Stream implements StreamHandle {
   state: StreamState = "waiting";
   instance: Instance | undefined;
   request: SlotRequest | undefined;
@@ -98,6 +108,27 @@ export class Stream {
 
   get queued(): number {
     return this.inbox.length - this.inboxHead;
+  }
+
+  get heldOutputs(): number {
+    return this.heldAcks;
+  }
+
+  get subscribers(): number {
+    return this.sinks.size;
+  }
+
+  get instanceId(): number | undefined {
+    return this.instance?.id;
+  }
+
+  get lastEventTime(): number {
+    // lastEventAt is a monotonic stamp (the idle clock); shown as wall-clock time.
+    return Date.now() - (performance.now() - this.lastEventAt);
+  }
+
+  logSnapshot(): StreamLogSnapshot {
+    return this.logs.snapshot();
   }
 
   /** Events the handler has not taken yet, wherever they are. */

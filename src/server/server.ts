@@ -12,6 +12,7 @@ import { SpareThreads } from "../instances/spare-threads.js";
 import { kDefaultOptions } from "../api/options.js";
 import { Router } from "../router/router.js";
 import type { RouterObserver } from "../router/router.js";
+import type { StreamTable } from "../router/stream-table.js";
 import type { PoolObserver } from "../instances/pool.js";
 import { composePoolObservers, composeRouterObservers } from "./observers.js";
 import { buildStatus } from "./status.js";
@@ -73,6 +74,9 @@ export class StreamfnServer {
   readonly registry: Registry;
   /** Booted worker threads that new instances start on (see SpareThreads). */
   readonly spares: SpareThreads;
+  /** The stream table, as the gateway, control, logs and status routes see it (embedded: the router). */
+  readonly table: StreamTable;
+  /** The embedded table itself, for what only this process can see (metrics, observers, tests). */
   readonly router: Router;
   readonly gateway: Gateway;
   readonly metrics: StreamfnMetrics;
@@ -90,7 +94,7 @@ export class StreamfnServer {
     this.#streamLog = streamLogObserver(this.logger);
     // The metrics read router and registry state at scrape time, after both exist.
     this.metrics = new StreamfnMetrics({
-      liveStreams: () => this.router.live(),
+      liveStreams: () => this.table.live(),
       functions: () => this.registry.functions(),
     });
     this.spares = new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
@@ -106,15 +110,16 @@ export class StreamfnServer {
       endedRetentionMs: options.endedRetentionMs,
       outputRetention: options.outputRetention,
     });
-    this.gateway = new Gateway(this.router, { token: options.token, pingIntervalMs: options.pingIntervalMs });
-    this.gateway.streamHttp(createHttpStreams(this.router, this.registry));
-    registerLogRoutes(this.gateway, this.router, this.registry, this.logFollowers);
+    this.table = this.router;
+    this.gateway = new Gateway(this.table, { token: options.token, pingIntervalMs: options.pingIntervalMs });
+    this.gateway.streamHttp(createHttpStreams(this.table));
+    registerLogRoutes(this.gateway, this.table, this.registry, this.logFollowers);
     this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
     registerControl(this.gateway, {
       registry: this.registry,
-      router: this.router,
+      table: this.table,
       status: () => buildStatus(this),
       token: options.token,
       exposed: options.exposed ?? !isLoopbackHost(options.host ?? "127.0.0.1"),

@@ -51,11 +51,13 @@ export interface ServerStatus {
 
 /** The JSON behind GET /v1/status: per function its versions, instances, slots and streams. */
 export function buildStatus(server: StreamfnServer): ServerStatus {
-  const streams = new Map<FunctionPool, { live: number; queued: number }>();
+  // Counted per (function, version): what the stream table tells about each stream.
+  const streams = new Map<string, { live: number; queued: number }>();
   let queued = 0;
-  for (const s of server.router.live()) {
-    let e = streams.get(s.pool);
-    if (!e) streams.set(s.pool, (e = { live: 0, queued: 0 }));
+  for (const s of server.table.live()) {
+    const key = `${s.functionName}@${s.version}`;
+    let e = streams.get(key);
+    if (!e) streams.set(key, (e = { live: 0, queued: 0 }));
     e.live++;
     if (s.state === "waiting") {
       e.queued++;
@@ -67,7 +69,7 @@ export function buildStatus(server: StreamfnServer): ServerStatus {
     if (fn.current) pools.push([fn.current, "current"]);
     for (const p of fn.retiring) pools.push([p, "retiring"]);
     const versions = pools.map(([pool, role]): VersionStatus => {
-      const counts = streams.get(pool) ?? { live: 0, queued: 0 };
+      const counts = streams.get(`${fn.name}@${pool.version}`) ?? { live: 0, queued: 0 };
       const instances = [...pool.instances].map(
         (i): InstanceStatus => ({
           id: i.id,
@@ -111,7 +113,7 @@ export function buildStatus(server: StreamfnServer): ServerStatus {
       node: process.version,
     },
     watching: server.registry.watching,
-    liveStreams: server.router.liveCount,
+    liveStreams: server.table.liveCount,
     queuedStreams: queued,
     functions,
   };

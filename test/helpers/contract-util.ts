@@ -1,30 +1,5 @@
 import { createServer } from "node:net";
-import type { RouterObserver } from "../../src/router/router.js";
-import type { EndRecord, Stream } from "../../src/router/stream.js";
 import { StreamClient } from "./ws-client.js";
-
-export interface ClosedStream {
-  record: EndRecord;
-  /** The stream's retained outputs (JSON ones parsed), in output order. */
-  outputs: unknown[];
-}
-
-/**
- * A router observer that remembers every stream that closed, with its end record and its
- * retained outputs: how a test sees what happened to a stream whose producer already left.
- */
-export function closedStreams(): { observer: RouterObserver; closed: Map<string, ClosedStream> } {
-  const closed = new Map<string, ClosedStream>();
-  return {
-    closed,
-    observer: {
-      streamClosed(stream: Stream, record: EndRecord) {
-        const outputs = stream.retained.map((o) => (o.json !== undefined ? JSON.parse(o.json) : o.bytes));
-        closed.set(`${stream.functionName}/${stream.streamId}`, { record, outputs });
-      },
-    },
-  };
-}
 
 export interface Refusal {
   status: number;

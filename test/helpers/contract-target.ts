@@ -1,0 +1,151 @@
+// The deployment the contract suite runs against. Tests see it only as a URL plus what a user
+// can observe over the wire (the stream status, status and control routes, output replay), so
+// the same test runs against embedded mode and, later, against cluster mode.
+//
+// STREAMFN_CONTRACT_TARGET picks it: `embedded` (default) starts one in-process server;
+// `cluster` is where the processes of cluster mode (message broker, workers, gateway) are
+// started, once they exist.
+import type { ServerOptions, StreamfnServer } from "../../src/server/server.js";
+import { call, SseClient } from "./http-client.js";
+import { eventually, startTestServer } from "./server.js";
+import type { Rec } from "./ws-client.js";
+
+export type ContractTargetKind = "embedded" | "cluster";
+
+/** What a contract test may ask of a deployment: server-wide settings every mode honours. */
+export type ContractOptions = Pick<
+  Partial<ServerOptions>,
+  "endedRetentionMs" | "outputRetention" | "defaults" | "overrides" | "graceMs" | "pingIntervalMs" | "token"
+>;
+
+/** GET /v1/functions/:fn/streams/:id of a live stream (state waiting or running) or an ended one (state ended). */
+export interface StreamStatusDoc {
+  function: string;
+  streamId: string;
+  state: "waiting" | "running" | "ended";
+  version: string | null;
+  events: number;
+  outputs: number;
+  duplicates: number | null;
+  /** Live only. */
+  inputEnded?: string | null;
+  instance?: number | null;
+  lastSeq?: number;
+  queued?: number;
+  inflight?: number;
+  heldOutputs?: number;
+  subscribers?: number;
+  /** Ended only. */
+  status?: "completed" | "failed";
+  reason?: string;
+  error?: { code: string; message: string };
+}
+
+/** A stream that ended: its end record (as subscribers get it) and its replayed outputs' data. */
+export interface ClosedStream {
+  record: Rec;
+  outputs: unknown[];
+}
+
+export interface ContractTarget {
+  readonly kind: ContractTargetKind;
+  /** http://host:port of the gateway. */
+  readonly url: string;
+  /** ws://host:port of the gateway. */
+  readonly wsUrl: string;
+  /** The stream's status document, or undefined when the deployment does not know the stream (404). */
+  stream(fn: string, id: string): Promise<StreamStatusDoc | undefined>;
+  /** GET /v1/status. */
+  status(): Promise<TargetStatus>;
+  /** The current version's instances and cold starts of a function, from GET /v1/status. */
+  current(fn: string): Promise<{ version: string; coldStarts: number; instances: { id: number; state: string }[] }>;
+  /** Waits for the stream to end, then replays its outputs (GET …/outputs): what a late subscriber sees. */
+  closed(fn: string, id: string, timeoutMs?: number): Promise<ClosedStream>;
+  /**
+   * The in-process server when the target is embedded, else undefined: for the few checks
+   * that can only be made from inside the process (they are skipped on other targets).
+   */
+  readonly embedded: StreamfnServer | undefined;
+  close(): Promise<void>;
+}
+
+export interface TargetStatus {
+  liveStreams: number;
+  functions: {
+    name: string;
+    versions: { version: string; role: string; coldStarts: number; instances: { id: number; state: string }[] }[];
+  }[];
+}
+
+export function contractTargetKind(): ContractTargetKind {
+  const kind = process.env.STREAMFN_CONTRACT_TARGET ?? "embedded";
+  if (kind !== "embedded" && kind !== "cluster") {
+    throw new Error(`STREAMFN_CONTRACT_TARGET must be embedded or cluster, got ${JSON.stringify(kind)}`);
+  }
+  return kind;
+}
+
+/** Skip option for a test that needs the in-process server: `it(name, inProcessOnly(), fn)`. */
+export function inProcessOnly(): { skip: string | false } {
+  return { skip: contractTargetKind() === "embedded" ? false : "looks inside the server process" };
+}
+
+/**
+ * Starts a deployment serving the given function sources (file name → TypeScript source)
+ * and answers once it takes streams.
+ */
+export async function startContractTarget(functions: Record<string, string>, options: ContractOptions = {}): Promise<ContractTarget> {
+  const kind = contractTargetKind();
+  if (kind === "cluster") {
+    throw new Error("STREAMFN_CONTRACT_TARGET=cluster: cluster mode is not built yet (see docs/architecture.md)");
+  }
+  const t = await startTestServer(functions, options);
+  return observeOver(kind, t.url, t.server, () => t.close(), options.token);
+}
+
+function observeOver(
+  kind: ContractTargetKind,
+  url: string,
+  embedded: StreamfnServer | undefined,
+  close: () => Promise<void>,
+  token: string | undefined,
+): ContractTarget {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const streamUrl = (fn: string, id: string): string =>
+    `${url}/v1/functions/${encodeURIComponent(fn)}/streams/${encodeURIComponent(id)}`;
+  const target: ContractTarget = {
+    kind,
+    url,
+    wsUrl: url.replace(/^http/, "ws"),
+    embedded,
+    close,
+    async stream(fn, id) {
+      const r = await call(streamUrl(fn, id), { headers });
+      if (r.status === 404) return undefined;
+      if (r.status !== 200) throw new Error(`GET stream status ${fn}/${id}: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body as unknown as StreamStatusDoc;
+    },
+    async status() {
+      const r = await call(`${url}/v1/status`, { headers });
+      if (r.status !== 200) throw new Error(`GET /v1/status: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body as unknown as TargetStatus;
+    },
+    async current(fn) {
+      const f = (await target.status()).functions.find((x) => x.name === fn);
+      const v = f?.versions.find((x) => x.role === "current");
+      if (!v) throw new Error(`no current version of ${fn} in /v1/status`);
+      return v;
+    },
+    async closed(fn, id, timeoutMs = 5_000) {
+      await eventually(async () => (await target.stream(fn, id))?.state === "ended", timeoutMs, `${fn}/${id} to close`);
+      const sub = new SseClient(`${streamUrl(fn, id)}/outputs`, headers);
+      try {
+        const record = await sub.waitEnd(timeoutMs);
+        return { record, outputs: sub.outputs().map((o) => o.data) };
+      } finally {
+        sub.close();
+      }
+    },
+  };
+  return target;
+}
