@@ -114,7 +114,7 @@ export class OutputLog {
           expect: { lastSubjectSequence: lastSeq },
           msgID: `${fn}/${streamId}/fence/${who.epoch}`,
         });
-        return new OutputWriter(this.#js, fn, streamId, subject, ack.seq, n, last?.kind === "end");
+        return new OutputWriter(this.#js, fn, streamId, subject, who.epoch, ack.seq, n, last?.kind === "end");
       } catch (err) {
         if (!isWrongLastSequence(err)) throw clusterError(`cannot fence the outputs of stream ${streamId} (${fn})`, err);
       }
@@ -176,6 +176,7 @@ export class OutputWriter {
     readonly fn: string,
     readonly streamId: string,
     readonly subject: string,
+    readonly epoch: number,
     fenceSeq: number,
     /** Highest output number already in the log when this owner took over. */
     readonly delivered: number,
@@ -223,8 +224,15 @@ export class OutputWriter {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        // A retry after a lost ack is answered as a duplicate of the first (same msg id) with its sequence.
-        const ack = await this.js.publish(this.subject, data, { headers: h, msgID: `${this.fn}/${this.streamId}/${n}`, expect: { lastSubjectSequence: this.#lastSeq } });
+        // A retry after a lost ack is answered as a duplicate of the first (same msg id) with its
+        // sequence. The epoch is part of the id: the server checks duplicates before the expected
+        // sequence, so without it a stale owner writing the number its successor just wrote
+        // would be answered "duplicate" (with the successor's sequence) instead of refused.
+        const ack = await this.js.publish(this.subject, data, {
+          headers: h,
+          msgID: `${this.fn}/${this.streamId}/${n}@${this.epoch}`,
+          expect: { lastSubjectSequence: this.#lastSeq },
+        });
         this.#lastSeq = ack.seq;
         this.#n = n;
         return { dropped: false, seq: ack.seq };
