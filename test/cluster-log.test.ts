@@ -68,6 +68,26 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
     assert.deepEqual(read, [1]);
   });
 
+  it("appends wait for room in the in-flight window: never more than maxInFlight await their acks", async () => {
+    const small = await openCluster({ servers: nats.url, prefix: "t1", eventLog: { maxInFlight: 4 } });
+    try {
+      let peak = 0;
+      const all = [];
+      for (let p = 1; p <= 60; p++) {
+        all.push(small.events.append("echo", "windowed", p, enc(`w${p}`)));
+        peak = Math.max(peak, small.events.inFlight);
+      }
+      await Promise.all(all);
+      assert.equal(peak, 4);
+      assert.equal(small.events.inFlight, 0);
+      let count = 0;
+      for await (const _ of small.events.read("echo", "windowed")) count++;
+      assert.equal(count, 60);
+    } finally {
+      await small.close();
+    }
+  });
+
   it("reads a stream's events back in order from any position, without other streams' events", async () => {
     const appends = [];
     for (let p = 1; p <= 50; p++) {
@@ -224,6 +244,9 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
   });
 
   it("survives a NATS server restart (file store): clients reconnect, data is still there, appends carry on", async () => {
+    const logged: string[] = [];
+    const logger = { info: (_: object, msg: string) => logged.push(msg), warn: (_: object, msg: string) => logged.push(msg) };
+    const watched = await openCluster({ servers: nats.url, prefix: "t1", logger });
     await h.events.append("echo", "restart", 1, enc("before"));
     await nats.restart();
     await eventually(async () => {
@@ -237,5 +260,11 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
     const read = [];
     for await (const e of h.events.read("echo", "restart")) read.push(dec(e.data));
     assert.deepEqual(read, ["before", "after"]);
+    await eventually(() => logged.includes("reconnected to NATS"), 20_000, `reconnect logged: ${logged.join(", ")}`);
+    assert.ok(logged.includes("disconnected from NATS; reconnecting"));
+    // The work queue and the bucket work again too.
+    await watched.work.publishOpen("echo", "after-restart");
+    assert.equal((await watched.owners.acquire("echo", "after-restart", "w"))?.epoch, 1);
+    await watched.close();
   });
 });
