@@ -63,6 +63,25 @@ describe("cluster: work queue and leases", { skip: kSkipWithoutNats }, () => {
     for (const i of [...held.a, ...held.b]) i.drop();
   });
 
+  it("a stream redelivered to the worker that still holds it (stalled past the lease) supersedes the stale holder", async () => {
+    const w = await worker();
+    const got: WorkItem[] = [];
+    let lost = 0;
+    const loop = await w.work.startLoop({ fn: "stall", slots: 2, onItem: (i) => got.push(i) });
+    await gateway.work.publishOpen("stall", "st.1");
+    await eventually(() => got.length === 1, 10_000, "first delivery");
+    // Renewals that think ownership is fine but never reach the server (a stalled process).
+    got[0]!.keepLease(() => new Promise<boolean>(() => {}), () => lost++);
+    await eventually(() => got.length === 2, kLeaseMs * 10, "second delivery to the same worker");
+    assert.equal(got[1]!.redelivered, true);
+    assert.equal(got[1]!.streamId, "st.1");
+    assert.equal(got[0]!.finished, true);
+    assert.equal(lost, 1, "the stale holder is told");
+    assert.equal(loop.active, 1, "one slot in use, not two");
+    await got[1]!.done();
+    await loop.stop();
+  });
+
   it("an item held by a SIGKILLed worker goes to another after about the lease, not while the holder lives", async () => {
     const child = new WorkerChild(nats.url, "w", "kill", "child-1", kLeaseMs, 5);
     try {

@@ -26,6 +26,7 @@ export class WorkItem {
   readonly deliveryCount: number;
   #timer: NodeJS.Timeout | undefined;
   #finished = false;
+  #onLost: (() => void) | undefined;
   readonly #onFinish: () => void;
 
   constructor(
@@ -53,6 +54,7 @@ export class WorkItem {
    * delivery), or the successor's death would never be noticed.
    */
   keepLease(stillOwner: () => Promise<boolean>, onLost: () => void): void {
+    this.#onLost = onLost;
     const tick = async (): Promise<void> => {
       if (this.#finished) return;
       let mine = false;
@@ -87,6 +89,15 @@ export class WorkItem {
    */
   drop(): void {
     this.#finish();
+  }
+
+  /**
+   * The same stream was delivered to this worker again: this holder's lease ran out (the
+   * process stalled) and the new delivery supersedes it. Stops renewing, tells the holder.
+   */
+  supersede(): void {
+    if (!this.#finish()) return;
+    this.#onLost?.();
   }
 
   /** Gives the item back now (shutting down before it was started). */
@@ -124,6 +135,7 @@ export class WorkLoop {
   #running = true;
   #wake: (() => void) | undefined;
   #batch: { stop(err?: Error): void } | undefined;
+  readonly #held = new Map<string, WorkItem>();
   readonly #done: Promise<void>;
 
   constructor(
@@ -165,12 +177,18 @@ export class WorkLoop {
             msg.term(); // not ours: never redeliver it
             continue;
           }
+          const key = `${item.fn}/${item.streamId}`;
+          // Redelivered to the worker that still holds it (it stalled past its lease): the
+          // old run is stale and gives way to the new delivery, which takes the stream over.
+          this.#held.get(key)?.supersede();
           this.#active++;
           const w = new WorkItem(msg, item, this.leaseMs, () => {
+            if (this.#held.get(key) === w) this.#held.delete(key);
             this.#active--;
             this.#wake?.();
             this.#wake = undefined;
           });
+          this.#held.set(key, w);
           try {
             this.options.onItem(w);
           } catch (err) {
