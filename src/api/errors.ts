@@ -49,6 +49,12 @@ export const ErrorCodes = {
   // the CLI's own work (streamfn init)
   DIRECTORY_NOT_EMPTY: { status: 409, retryable: false },
   INSTALL_FAILED: { status: 500, retryable: false },
+  // cluster mode (NATS JetStream): the cluster cannot be reached, refused our credentials, or
+  // failed a request; a stream's ownership passed to another worker (its writes are refused)
+  CLUSTER_UNREACHABLE: { status: 503, retryable: true },
+  CLUSTER_AUTH_FAILED: { status: 503, retryable: false },
+  CLUSTER_ERROR: { status: 503, retryable: true },
+  STREAM_FENCED: { status: 409, retryable: false },
   INTERNAL: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
