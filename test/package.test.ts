@@ -20,7 +20,6 @@ const kPackage = JSON.parse(await readFile(join(kRepo, "package.json"), "utf8"))
   version: string;
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
-  peerDependencies?: Record<string, string>;
 };
 const kMinutes = 60_000;
 // Quiet, cache-first npm for every install below (the scaffold's own included).
@@ -55,9 +54,8 @@ describe("the npm package", { timeout: 10 * kMinutes }, () => {
       assert.ok(paths.includes(p), `${p} is in the tarball`);
     }
     // What users run imports only node: builtins and streamfn's own dependencies (and, in the
-    // files `streamfn init` writes, streamfn itself), or, for cluster mode, the NATS client
-    // packages declared as optional peer dependencies (installed by those who run a cluster).
-    const own = new Set([...Object.keys(kPackage.dependencies), ...Object.keys(kPackage.peerDependencies ?? {}), "streamfn"]);
+    // files `streamfn init` writes, streamfn itself).
+    const own = new Set([...Object.keys(kPackage.dependencies), "streamfn"]);
     const imported = new Set<string>();
     for (const p of paths.filter((p) => p.endsWith(".js"))) {
       const code = readFileSync(join(kRepo, p), "utf8");
