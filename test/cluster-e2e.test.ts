@@ -56,3 +56,137 @@ describe("cluster end to end: nats-server, workers and gateways as processes", {
     assert.equal(got.length, 11);
   });
 });
+
+// One slot per worker: a worker with a stream running pulls no other.
+const kOneSlot = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  idleTimeoutMs: 60_000,
+  concurrency: 1,
+  maxInstances: 1,
+  async *handler(events) {
+    for await (const e of events) yield e;
+  },
+});
+`;
+
+describe("cluster: streams spread over workers with free slots", { skip: kSkipWithoutNats }, () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await TestCluster.start({ "one.ts": kOneSlot }, "spread");
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it("two workers of one slot each run one stream each; a third stream waits until a slot frees", async () => {
+    const w1 = await cluster.worker("spread-1");
+    const w2 = await cluster.worker("spread-2");
+    const gw = await cluster.gateway();
+    const open = async (id: string): Promise<StreamClient> => {
+      const c = await StreamClient.connect(`${gw.wsUrl}/v1/functions/one/streams/${id}`);
+      c.event({ id }, 1);
+      return c;
+    };
+    const s1 = await open("s1");
+    await s1.waitFor((r) => r.type === "output", 30_000);
+    const s2 = await open("s2");
+    await s2.waitFor((r) => r.type === "output", 30_000);
+    const owner = (id: string): string | undefined => (w1.taken().includes(id) ? "spread-1" : w2.taken().includes(id) ? "spread-2" : undefined);
+    assert.ok(owner("s1") && owner("s2"), "both streams have an owner");
+    assert.notEqual(owner("s1"), owner("s2"), "the second stream went to the worker with a free slot");
+
+    const s3 = await open("s3");
+    // Both workers are full: s3 is queued, not taken. It runs once s1 ends and frees its worker's slot.
+    const s1Owner = owner("s1");
+    s1.end();
+    await s1.waitEnd(30_000);
+    await s3.waitFor((r) => r.type === "output", 30_000);
+    assert.equal(owner("s3"), s1Owner, "s3 went to the worker whose slot freed");
+    assert.deepEqual(s3.outputs(), [{ id: "s3" }]);
+    for (const c of [s2, s3]) {
+      c.end();
+      await c.waitEnd(30_000);
+      c.close();
+    }
+    s1.close();
+  });
+});
+
+describe("cluster: a worker lost mid-stream", { skip: kSkipWithoutNats }, () => {
+  let cluster: TestCluster;
+  const kLeaseMs = 1_500;
+  before(async () => {
+    cluster = await TestCluster.start(kFunctions, "lost");
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  async function expectedOutputs(xs: number[]): Promise<unknown[]> {
+    const embedded = await startTestServer(kFunctions);
+    try {
+      return await runStream(embedded.wsUrl, "x", xs);
+    } finally {
+      await embedded.close();
+    }
+  }
+
+  function checkNumbering(c: StreamClient, count: number): void {
+    const ns = c.records.filter((r) => r.type === "output").map((r) => r.n);
+    assert.deepEqual(ns, Array.from({ length: count }, (_, i) => i + 1), "every output once, in order, numbered as before");
+  }
+
+  it("kill -9 of the owner: another worker takes over, the producer's WebSocket stays up and sees every output exactly once", async () => {
+    const xs = Array.from({ length: 12 }, (_, i) => i + 1);
+    const expected = await expectedOutputs(xs);
+    const workers = [await cluster.worker("lost-1", kLeaseMs), await cluster.worker("lost-2", kLeaseMs)];
+    const gw = await cluster.gateway();
+    const c = await StreamClient.connect(`${gw.wsUrl}/v1/functions/sum/streams/k1`);
+    for (let i = 0; i < 6; i++) c.event({ x: xs[i] }, i + 1);
+    await c.waitFor((r) => r.type === "output" && r.n === 6, 30_000);
+    const owner = workers.find((w) => w.taken().includes("k1"))!;
+    const other = workers.find((w) => w !== owner)!;
+    assert.ok(owner, "a worker owns k1");
+    const killedAt = Date.now();
+    owner.signal("SIGKILL");
+    for (let i = 6; i < xs.length; i++) c.event({ x: xs[i] }, i + 1);
+    await c.waitFor((r) => r.type === "output" && r.n === 7, 60_000);
+    const takeoverMs = Date.now() - killedAt;
+    console.log(`# takeover time (kill -9 to next output, lease ${kLeaseMs} ms): ${takeoverMs} ms`);
+    if (process.env.SFN_DEBUG) console.log(killedAt, JSON.stringify(other.lines().slice(-8)));
+    c.end();
+    const end = await c.waitEnd(30_000);
+    assert.equal(end.status, "completed");
+    assert.equal(c.closeCode, undefined, "the producer's connection stayed up until the end");
+    assert.deepEqual(c.outputs(), expected);
+    checkNumbering(c, expected.length);
+    assert.ok(other.taken().includes("k1"), "the other worker took k1 over");
+    c.close();
+  });
+
+  it("SIGSTOP of the owner past its lease: the successor takes over; woken, the old owner's outputs reach no one", async () => {
+    const xs = Array.from({ length: 10 }, (_, i) => i + 1);
+    const expected = await expectedOutputs(xs);
+    const workers = [await cluster.worker("lost-3", kLeaseMs), await cluster.worker("lost-4", kLeaseMs)];
+    const gw = await cluster.gateway();
+    const c = await StreamClient.connect(`${gw.wsUrl}/v1/functions/sum/streams/z1`);
+    for (let i = 0; i < 4; i++) c.event({ x: xs[i] }, i + 1);
+    await c.waitFor((r) => r.type === "output" && r.n === 4, 30_000);
+    const owner = workers.find((w) => w.taken().includes("z1"))!;
+    const other = workers.find((w) => w !== owner)!;
+    owner.signal("SIGSTOP");
+    // Events sent while the owner sleeps reach its socket too: woken, it runs them and tries to write.
+    for (let i = 4; i < 7; i++) c.event({ x: xs[i] }, i + 1);
+    await c.waitFor((r) => r.type === "output" && r.n === 7, 60_000);
+    assert.ok(other.taken().includes("z1"), "the other worker took z1 over");
+    owner.signal("SIGCONT");
+    await eventually(() => owner.lines().some((l) => l.msg === "stream lost to another worker" && l.stream === "z1"), 30_000, "the woken owner gives z1 up");
+    for (let i = 7; i < xs.length; i++) c.event({ x: xs[i] }, i + 1);
+    c.end();
+    const end = await c.waitEnd(30_000);
+    assert.equal(end.status, "completed");
+    assert.deepEqual(c.outputs(), expected);
+    checkNumbering(c, expected.length);
+    c.close();
+  });
+});

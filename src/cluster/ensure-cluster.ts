@@ -120,6 +120,14 @@ function workConsumerConfig(settings: ClusterSettings, fn: string): Partial<Cons
 export async function ensureWorkConsumer(cluster: Cluster, fn: string, update = true): Promise<string> {
   const config = workConsumerConfig(cluster.settings, fn);
   const name = config.durable_name!;
+  if (!update) {
+    // A plain add would update an existing consumer to this process's lease: leave it as is.
+    const exists = await cluster.jsm.consumers.info(cluster.settings.names.work, name).then(
+      () => true,
+      () => false,
+    );
+    if (exists) return name;
+  }
   try {
     await cluster.jsm.consumers.add(cluster.settings.names.work, config);
   } catch (err) {
