@@ -1,5 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
+import { ControlAccess, isLoopbackHost } from "../control/access.js";
+import { cancelStream } from "../control/streams.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
@@ -42,6 +44,9 @@ export class ClusterGatewayServer {
     this.gateway.streamHttp(createHttpStreams(table));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, this.status()));
+    const access = new ControlAccess({ token: options.token, exposed: !isLoopbackHost(this.#host) });
+    const logger = options.logger ?? { info() {}, warn() {} };
+    this.gateway.route("DELETE", "/v1/functions/:fn/streams/:id", (_req, res, url, p) => cancelStream({ table, access, logger }, res, url, p.fn!, p.id!));
   }
 
   static async start(options: ClusterGatewayOptions): Promise<ClusterGatewayServer> {

@@ -30,6 +30,12 @@ const kHardFactor = 4;
 const kMaxOpenWaiters = 10_000;
 const kEndedMax = 10_000;
 
+function endedError(fn: string, streamId: string, ended: { status?: string; reason?: string; endedAt?: number } | undefined): StreamfnError {
+  const what = ended?.status ? ` (${ended.status}, reason ${ended.reason})` : "";
+  const when = ended?.endedAt ? ` at ${new Date(ended.endedAt).toISOString()}` : "";
+  return new StreamfnError("STREAM_ENDED", `stream "${streamId}" of ${fn} already ended${what}${when}; start a new stream with another id`);
+}
+
 /** The gateway's mirror of one stream it accepts events for: positions it assigned, outputs it relayed. */
 class ClusterStream implements StreamHandle {
   state: StreamState = "waiting";
@@ -52,6 +58,7 @@ class ClusterStream implements StreamHandle {
   lastEventTime = Date.now();
   feed: OrderedFeed | undefined;
   progress: Subscription | undefined;
+  queuedForWork = false;
   readonly version: string;
 
   constructor(
@@ -199,7 +206,8 @@ export class ClusterStreamTable implements StreamTable {
     if (!kStreamIdPattern.test(id)) throw new StreamfnError("INVALID_STREAM_ID", `stream id must be 1-128 of A-Z a-z 0-9 . _ : ~ -, got ${JSON.stringify(id)}`);
     const key = `${fn}\n${id}`;
     if (this.#live.has(key)) throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
-    if (this.ended(fn, id)) throw new StreamfnError("STREAM_ENDED", `stream ${id} has ended`);
+    const endedHere = this.ended(fn, id);
+    if (endedHere) throw endedError(fn, id, endedHere);
     const record: StreamRecord = { state: "live", gateway: this.name, openedAt: Date.now() };
     const kvKey = streamRecordKey(fn, id);
     try {
@@ -207,9 +215,23 @@ export class ClusterStreamTable implements StreamTable {
     } catch (err) {
       if (!isWrongLastSequence(err) && !String(err).includes("exists")) throw new StreamfnError("CLUSTER_ERROR", `cannot claim stream id ${id}: ${String(err)}`);
       const current = await this.#buckets.streams.get(kvKey).catch(() => null);
-      const state = current?.operation === "PUT" ? current.json<StreamRecord>().state : undefined;
-      if (state === "ended") throw new StreamfnError("STREAM_ENDED", `stream ${id} has ended`);
-      throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
+      const prev = current?.operation === "PUT" ? current.json<StreamRecord>() : undefined;
+      if (prev?.state === "ended") {
+        const end = prev.end as { status?: string; reason?: string } | undefined;
+        // Past the retention window the id is free again: take it over, checked against the revision read.
+        // Never inside the server's duplicate window either: the new run's messages would be taken for the old run's.
+        const keep = Math.max(this.#options.endedRetentionMs, this.#c.cluster.settings.duplicateWindowMs);
+        if (Date.now() - (prev.endedAt ?? 0) <= keep) throw endedError(fn, id, { ...end, endedAt: prev.endedAt });
+        try {
+          await this.#buckets.streams.update(kvKey, JSON.stringify(record), current!.revision);
+        } catch {
+          throw new StreamfnError("STREAM_BUSY", `stream "${id}" of ${fn} is open on another connection`);
+        }
+        await this.#c.outputs.purge(fn, id).catch(() => {});
+        await this.#c.events.purge(fn, id).catch(() => {});
+      } else {
+        throw new StreamfnError("STREAM_BUSY", `stream "${id}" of ${fn} is open on another connection`);
+      }
     }
     if (this.#live.has(key)) throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
     const s = new ClusterStream(fn, id, entry.options, entry.version);
@@ -271,14 +293,20 @@ export class ClusterStreamTable implements StreamTable {
       },
       (err) => this.#close(s, { type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error: { code: err.code, message: err.message } }),
     );
-    try {
-      await this.#c.work.publishOpen(fn, id);
-    } catch (err) {
-      this.#close(s, undefined);
-      await this.#buckets.streams.delete(kvKey).catch(() => {});
-      throw err;
-    }
     return s;
+  }
+
+  /**
+   * Queues the stream for a worker on its first use (producer attached, first event, end or
+   * cancel), not at open: a handshake that fails after open leaves nothing behind to run.
+   */
+  #queue(s: ClusterStream): void {
+    if (s.queuedForWork) return;
+    s.queuedForWork = true;
+    this.#c.work.publishOpen(s.functionName, s.streamId).catch((err: unknown) => {
+      const e = err instanceof StreamfnError ? err : new StreamfnError("CLUSTER_ERROR", String(err));
+      this.#close(s, { type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error: { code: e.code, message: e.message } });
+    });
   }
 
   openOrGet(fn: string, streamId: string): StreamHandle | Promise<StreamHandle> {
@@ -334,6 +362,7 @@ export class ClusterStreamTable implements StreamTable {
   }
 
   #publish(s: ClusterStream, position: number, body: Uint8Array, extra: Record<string, string>): void {
+    this.#queue(s);
     this.#c.events.append(s.functionName, s.streamId, position, body, extra).catch((err: unknown) => {
       const e = err instanceof StreamfnError ? err : new StreamfnError("CLUSTER_ERROR", String(err));
       this.fail(s, { code: e.code, message: e.message });
@@ -385,6 +414,7 @@ export class ClusterStreamTable implements StreamTable {
   attachProducer(stream: StreamHandle, flow: ProducerFlow): void {
     const s = stream as ClusterStream;
     s.producer = flow;
+    this.#queue(s);
     this.#flow(s);
   }
 
@@ -419,8 +449,11 @@ export class ClusterStreamTable implements StreamTable {
   abandon(stream: StreamHandle): void {
     const s = stream as ClusterStream;
     if (s.state === "done") return;
-    this.#publish(s, ++s.position, new TextEncoder().encode(JSON.stringify({ code: "STREAM_CANCELLED", message: "the producer never connected" })), { [kEventKindHeader]: "cancel" });
+    if (s.queuedForWork) {
+      this.#publish(s, ++s.position, new TextEncoder().encode(JSON.stringify({ code: "STREAM_CANCELLED", message: "the producer never connected" })), { [kEventKindHeader]: "cancel" });
+    }
     this.#close(s, undefined);
+    if (!s.queuedForWork) void this.#buckets.streams.delete(streamRecordKey(s.functionName, s.streamId)).catch(() => {});
   }
 
   /** The stream is done here: sinks get the end, the id is remembered as ended (cluster-wide, in the streams bucket). */

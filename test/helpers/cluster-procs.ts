@@ -68,8 +68,8 @@ export class TestCluster {
     return new TestCluster(nats, dir, prefix);
   }
 
-  async worker(name: string, leaseMs = 2_000): Promise<ClusterProc> {
-    const p = new ClusterProc("worker", ["--nats", this.nats.url, "--prefix", this.prefix, "--memory", "--lease-ms", String(leaseMs), "--name", name, this.dir]);
+  async worker(name: string, leaseMs = 2_000, extra: string[] = []): Promise<ClusterProc> {
+    const p = new ClusterProc("worker", ["--nats", this.nats.url, "--prefix", this.prefix, "--memory", "--lease-ms", String(leaseMs), "--name", name, ...extra, this.dir]);
     this.procs.push(p);
     await p.bg.waitFor(/"msg":"worker ready"/, 60_000);
     return p;

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { Option } from "commander";
+import { StreamfnError } from "../../api/errors.js";
 import { parseCount, parsePort } from "../config.js";
 import { withExample } from "../util.js";
 import { jsonLineLogger } from "./worker.js";
@@ -13,6 +14,13 @@ interface GatewayFlags {
   prefix?: string;
   memory?: boolean;
   outputRetention?: number;
+  endedRetentionMs?: number;
+  pingIntervalMs?: number;
+}
+
+function parseMs(value: string, flag: string): number {
+  if (!/^\d{1,10}$/.test(value)) throw new StreamfnError("INVALID_OPTIONS", `${flag} takes milliseconds, got "${value}"`);
+  return Number(value);
 }
 
 export function registerGateway(program: Command): void {
@@ -27,6 +35,8 @@ export function registerGateway(program: Command): void {
     .option("--prefix <prefix>", "the deployment prefix its workers use")
     .option("--memory", "keep the cluster's streams in memory (throwaway clusters, tests)")
     .option("--output-retention <n>", "outputs kept per stream for subscribers that resume (default 128)", (v) => parseCount(v, "--output-retention"))
+    .option("--ended-retention-ms <ms>", "how long this gateway remembers ended streams' outputs and status (default 600000)", (v) => parseMs(v, "--ended-retention-ms"))
+    .option("--ping-interval-ms <ms>", "WebSocket keep-alive ping interval; 0 turns it off (default 30000)", (v) => parseMs(v, "--ping-interval-ms"))
     .action(async (opts: GatewayFlags) => {
       const { ClusterGatewayServer } = await import("../../cluster/gateway-server.js");
       const logger = jsonLineLogger();
@@ -39,6 +49,8 @@ export function registerGateway(program: Command): void {
         prefix: opts.prefix,
         storage: opts.memory ? "memory" : "file",
         outputRetention: opts.outputRetention,
+        endedRetentionMs: opts.endedRetentionMs,
+        pingIntervalMs: opts.pingIntervalMs,
         logger,
       });
       logger.info({ url: server.url, gateway: server.table.name }, "gateway listening");

@@ -1,7 +1,9 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import { StreamfnError } from "../../api/errors.js";
-import { withExample } from "../util.js";
+import type { StreamFunctionOptions } from "../../api/types.js";
+import { applySetting, readConfigFile } from "../config.js";
+import { collect, withExample } from "../util.js";
 
 interface WorkerFlags {
   nats: string;
@@ -9,6 +11,8 @@ interface WorkerFlags {
   name?: string;
   prefix?: string;
   memory?: boolean;
+  config?: string;
+  set: string[];
 }
 
 function parseMs(value: string): number {
@@ -34,7 +38,14 @@ export function registerWorker(program: Command): void {
     .option("--name <id>", "this worker's name in owner records and logs (default <host>-<pid>)")
     .option("--prefix <prefix>", "keeps this deployment's streams and buckets apart from others on the same NATS account")
     .option("--memory", "keep the cluster's streams in memory (throwaway clusters, tests)")
+    .option("-c, --config <file>", "JSON config file (its defaults and functions options apply)")
+    .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
     .action(async (dir: string, opts: WorkerFlags) => {
+      const cfg = opts.config ? readConfigFile(opts.config) : {};
+      const defaults: Record<string, unknown> = { ...cfg.defaults };
+      const overrides: Record<string, Record<string, unknown>> = {};
+      for (const [k, v] of Object.entries(cfg.functions ?? {})) overrides[k] = { ...v };
+      for (const s of opts.set) applySetting(s, defaults, overrides);
       const { ClusterWorker } = await import("../../cluster/worker.js");
       const logger = jsonLineLogger();
       const worker = await ClusterWorker.start({
@@ -44,6 +55,8 @@ export function registerWorker(program: Command): void {
         name: opts.name,
         prefix: opts.prefix,
         storage: opts.memory ? "memory" : "file",
+        defaults: defaults as StreamFunctionOptions,
+        overrides: overrides as Record<string, StreamFunctionOptions>,
         logger,
       });
       logger.info({ worker: worker.name, functions: worker.status().functions }, "worker ready");
