@@ -4,6 +4,19 @@ import { kSkipWithoutNats } from "./helpers/nats-server.js";
 import { TestCluster } from "./helpers/cluster-procs.js";
 import { StreamClient } from "./helpers/ws-client.js";
 import { eventually, startTestServer } from "./helpers/server.js";
+import { call } from "./helpers/http-client.js";
+import { openCluster } from "../src/cluster/open-cluster.js";
+
+interface StatusDoc {
+  takeovers: number;
+  workers: { worker: string; functions: { name: string; slots: number; active: number }[]; streams: { streamId: string; epoch: number; takeover: boolean }[] }[];
+}
+
+async function clusterStatus(url: string): Promise<StatusDoc> {
+  const r = await call(`${url}/v1/status`);
+  assert.equal(r.status, 200);
+  return r.body as unknown as StatusDoc;
+}
 
 // Deterministic (outputs depend only on the input events), so a replay regenerates the same outputs.
 const kRunningSum = `import { defineStreamFunction } from "streamfn";
@@ -94,6 +107,15 @@ describe("cluster: streams spread over workers with free slots", { skip: kSkipWi
     const owner = (id: string): string | undefined => (w1.taken().includes(id) ? "spread-1" : w2.taken().includes(id) ? "spread-2" : undefined);
     assert.ok(owner("s1") && owner("s2"), "both streams have an owner");
     assert.notEqual(owner("s1"), owner("s2"), "the second stream went to the worker with a free slot");
+    // The gateway's status shows both workers full, each with its one stream.
+    await eventually(async () => {
+      const st = await clusterStatus(gw.url);
+      const byName = new Map(st.workers.map((w) => [w.worker, w]));
+      return (["s1", "s2"] as const).every((id) => {
+        const w = byName.get(owner(id)!);
+        return w?.streams.some((s) => s.streamId === id) && w.functions[0]?.slots === 1 && w.functions[0]?.active === 1;
+      });
+    }, 15_000, "status shows each worker running its stream with its one slot used");
 
     const s3 = await open("s3");
     // Both workers are full: s3 is queued, not taken. It runs once s1 ends and frees its worker's slot.
@@ -161,7 +183,10 @@ describe("cluster: a worker lost mid-stream", { skip: kSkipWithoutNats }, () => 
     assert.deepEqual(c.outputs(), expected);
     checkNumbering(c, expected.length);
     assert.ok(other.taken().includes("k1"), "the other worker took k1 over");
+    await eventually(async () => (await clusterStatus(gw.url)).takeovers >= 1, 15_000, "status counts the takeover");
     c.close();
+    // The next test picks its owner among its own workers.
+    await Promise.all(workers.map((w) => w.stop()));
   });
 
   it("SIGSTOP of the owner past its lease: the successor takes over; woken, the old owner's outputs reach no one", async () => {
@@ -188,5 +213,14 @@ describe("cluster: a worker lost mid-stream", { skip: kSkipWithoutNats }, () => 
     assert.deepEqual(c.outputs(), expected);
     checkNumbering(c, expected.length);
     c.close();
+    // The output log: each number once (a zombie write that got through would repeat one), then the end.
+    const h = await openCluster({ servers: cluster.nats.url, prefix: "lost", storage: "memory", leaseMs: kLeaseMs });
+    try {
+      const ns: number[] = [];
+      for await (const r of h.outputs.read("sum", "z1")) ns.push(r.n);
+      assert.deepEqual(ns, Array.from({ length: expected.length + 1 }, (_, i) => i + 1));
+    } finally {
+      await h.close();
+    }
   });
 });

@@ -43,7 +43,7 @@ export class ClusterGatewayServer {
     this.gateway = new Gateway(table, { token: options.token, pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(table));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
-    this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, this.status()));
+    this.gateway.route("GET", "/v1/status", async (_req, res) => sendJson(res, 200, await this.status()));
     const access = new ControlAccess({ token: options.token, exposed: !isLoopbackHost(this.#host) });
     const logger = options.logger ?? { info() {}, warn() {} };
     this.gateway.route("DELETE", "/v1/functions/:fn/streams/:id", (_req, res, url, p) => cancelStream({ table, access, logger }, res, url, p.fn!, p.id!));
@@ -71,8 +71,11 @@ export class ClusterGatewayServer {
     }
   }
 
-  status(): Record<string, unknown> {
+  async status(): Promise<Record<string, unknown>> {
+    const workers = await this.table.workers().catch(() => []);
     return {
+      workers: workers.map((w) => ({ ...w, ageMs: Date.now() - w.updatedAt })),
+      takeovers: workers.reduce((n, w) => n + w.takeovers, 0),
       mode: "cluster",
       gateway: this.table.name,
       uptimeMs: Date.now() - this.startedAt,

@@ -22,7 +22,8 @@ import { isWrongLastSequence } from "./nats-errors.js";
 import type { ClusterHandle } from "./open-cluster.js";
 import type { OrderedFeed } from "./ordered-feed.js";
 import { ensureBuckets, kBinaryOutputHeader, kEndReasonHeader, kEventKindHeader, kEventSeqHeader, progressSubject, streamRecordKey } from "./wire.js";
-import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord } from "./wire.js";
+import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord, WorkerStatus } from "./wire.js";
+import { kWorkerStatusEveryMs } from "./wire.js";
 
 const kStreamIdPattern = /^[A-Za-z0-9._:~-]{1,128}$/;
 /** A producer that ignores pause may overshoot the in-flight bound this much before INBOX_FULL. */
@@ -157,6 +158,19 @@ export class ClusterStreamTable implements StreamTable {
 
   catalog(): Map<string, CatalogEntry> {
     return this.#catalog;
+  }
+
+  /** The workers' status records that are fresh (a worker gone stops refreshing its own). */
+  async workers(): Promise<WorkerStatus[]> {
+    const out: WorkerStatus[] = [];
+    const kv = this.#buckets.workers;
+    for await (const key of await kv.keys()) {
+      const e = await kv.get(key).catch(() => null);
+      if (!e || e.operation !== "PUT") continue;
+      const w = e.json<WorkerStatus>();
+      if (Date.now() - w.updatedAt <= 3 * kWorkerStatusEveryMs) out.push(w);
+    }
+    return out.sort((a, b) => (a.worker < b.worker ? -1 : 1));
   }
 
   get liveCount(): number {

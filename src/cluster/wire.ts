@@ -50,7 +50,21 @@ export interface StreamRecord {
 export interface ClusterBuckets {
   catalog: KV;
   streams: KV;
+  /** Each worker's status, refreshed every few seconds (see WorkerStatus). */
+  workers: KV;
 }
+
+/** What a worker reports about itself for status pages. */
+export interface WorkerStatus {
+  worker: string;
+  takeovers: number;
+  functions: { name: string; slots: number; active: number }[];
+  streams: { function: string; streamId: string; epoch: number; takeover: boolean }[];
+  updatedAt: number;
+}
+
+/** How often a worker refreshes its status record; one older than 3 × this is shown as gone. */
+export const kWorkerStatusEveryMs = 2_000;
 
 function bucketPrefix(cluster: Cluster): string {
   // The owners bucket is `<prefix->sfn-owners`: the other buckets share its prefix.
@@ -65,7 +79,8 @@ export async function ensureBuckets(cluster: Cluster): Promise<ClusterBuckets> {
   try {
     const catalog = await kvm.create(`${p}sfn-catalog`, { history: 1, storage, replicas: 1 });
     const streams = await kvm.create(`${p}sfn-streams`, { history: 1, storage, replicas: 1, ttl: cluster.settings.retentionMs });
-    return { catalog, streams };
+    const workers = await kvm.create(`${p}sfn-workers`, { history: 1, storage, replicas: 1 });
+    return { catalog, streams, workers };
   } catch (err) {
     throw clusterError("cannot create the catalog and streams buckets", err);
   }

@@ -16,7 +16,8 @@ import { FencedError } from "./output-log.js";
 import type { OutputWriter } from "./output-log.js";
 import type { WorkItem, WorkLoop } from "./work-queue.js";
 import { ensureBuckets, eventKindOf, kBinaryOutputHeader, kEndReasonHeader, kEventSeqHeader, progressSubject, publishProgress } from "./wire.js";
-import type { CatalogEntry, ClusterBuckets } from "./wire.js";
+import type { CatalogEntry, ClusterBuckets, WorkerStatus } from "./wire.js";
+import { kWorkerStatusEveryMs } from "./wire.js";
 
 export interface ClusterWorkerOptions {
   nats: string;
@@ -74,6 +75,7 @@ export class ClusterWorker {
   readonly #loops = new Map<string, WorkLoop>();
   readonly #runs = new Map<string, Run>();
   #progressTimer: NodeJS.Timeout | undefined;
+  #statusTimer: NodeJS.Timeout | undefined;
   /** Streams this worker took over from another (a redelivered work item). */
   takeovers = 0;
   #closing: Promise<void> | undefined;
@@ -118,10 +120,18 @@ export class ClusterWorker {
     }
     this.#progressTimer = setInterval(() => this.#reportProgress(), kProgressEveryMs);
     this.#progressTimer.unref();
+    await this.#publishStatus();
+    this.#statusTimer = setInterval(() => void this.#publishStatus(), kWorkerStatusEveryMs);
+    this.#statusTimer.unref();
+  }
+
+  async #publishStatus(): Promise<void> {
+    const status: WorkerStatus = { ...this.status(), updatedAt: Date.now() };
+    await this.#buckets?.workers.put(this.name, JSON.stringify(status)).catch(() => {});
   }
 
   /** Functions served, with their slots and the streams running now. */
-  status(): { worker: string; takeovers: number; functions: { name: string; slots: number; active: number }[]; streams: { function: string; streamId: string; epoch: number; takeover: boolean }[] } {
+  status(): Omit<WorkerStatus, "updatedAt"> {
     return {
       worker: this.name,
       takeovers: this.takeovers,
@@ -352,6 +362,8 @@ export class ClusterWorker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#progressTimer);
+      clearInterval(this.#statusTimer);
+      await this.#buckets?.workers.delete(this.name).catch(() => {});
       for (const loop of this.#loops.values()) await loop.stop().catch(() => {});
       for (const run of [...this.#runs.values()]) this.#stopLocal(run);
       await this.router.close(0).catch(() => {});
