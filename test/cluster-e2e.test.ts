@@ -33,6 +33,16 @@ export default defineStreamFunction({
 });
 `;
 const kFunctions = { "sum.ts": kRunningSum };
+// Not to be run twice: a stream that lost its worker ends with STREAM_NOT_REPLAYABLE.
+const kOnce = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  idleTimeoutMs: 60_000,
+  replay: false,
+  async *handler(events) {
+    for await (const e of events) yield e;
+  },
+});
+`;
 
 async function runStream(wsUrl: string, id: string, xs: number[]): Promise<unknown[]> {
   const c = await StreamClient.connect(`${wsUrl}/v1/functions/sum/streams/${id}`);
@@ -138,7 +148,7 @@ describe("cluster: a worker lost mid-stream", { skip: kSkipWithoutNats }, () => 
   let cluster: TestCluster;
   const kLeaseMs = 1_500;
   before(async () => {
-    cluster = await TestCluster.start(kFunctions, "lost");
+    cluster = await TestCluster.start({ ...kFunctions, "once.ts": kOnce }, "lost");
   });
   after(async () => {
     await cluster?.close();
@@ -186,6 +196,23 @@ describe("cluster: a worker lost mid-stream", { skip: kSkipWithoutNats }, () => 
     await eventually(async () => (await clusterStatus(gw.url)).takeovers >= 1, 15_000, "status counts the takeover");
     c.close();
     // The next test picks its owner among its own workers.
+    await Promise.all(workers.map((w) => w.stop()));
+  });
+
+  it("a function with replay: false fails a stream that lost its worker with STREAM_NOT_REPLAYABLE", async () => {
+    const workers = [await cluster.worker("lost-5", kLeaseMs), await cluster.worker("lost-6", kLeaseMs)];
+    const gw = await cluster.gateway();
+    const c = await StreamClient.connect(`${gw.wsUrl}/v1/functions/once/streams/o1`);
+    c.event({ i: 1 }, 1);
+    await c.waitFor((r) => r.type === "output" && r.n === 1, 30_000);
+    const owner = workers.find((w) => w.taken().includes("o1"))!;
+    owner.signal("SIGKILL");
+    c.event({ i: 2 }, 2);
+    const end = await c.waitEnd(60_000);
+    assert.equal(end.status, "failed");
+    assert.equal((end.error as { code: string }).code, "STREAM_NOT_REPLAYABLE");
+    assert.deepEqual(c.outputs(), [{ i: 1 }], "the output delivered before the loss stays; nothing is replayed");
+    c.close();
     await Promise.all(workers.map((w) => w.stop()));
   });
 
