@@ -249,7 +249,7 @@ export class ClusterStreamTable implements StreamTable {
     }
     if (this.#live.has(key)) throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
     const s = new ClusterStream(fn, id, entry.options, entry.version);
-    if (sink) s.sinks.add(s.sinks.size === 0 ? sink : sink);
+    if (sink) s.sinks.add(sink);
     this.#live.set(key, s);
     const waiting = this.#waiters.get(key);
     if (waiting) {
@@ -351,24 +351,23 @@ export class ClusterStreamTable implements StreamTable {
     }
   }
 
-  push(stream: StreamHandle, data: unknown, seq: number | undefined, binary: boolean, bytes: number, envelopeText?: string): PushResult {
+  push(stream: StreamHandle, data: unknown, seq: number | undefined, binary: boolean, bytes: number): PushResult {
     const s = stream as ClusterStream;
     if (seq !== undefined && seq <= s.lastSeq) {
-      if (s.state === "done" && s.end === undefined) throw new StreamfnError("STREAM_ENDED", `stream ${s.streamId} has ended`);
       s.duplicates++;
       return { accepted: false, seq };
     }
     this.#check(s, 1, [bytes]);
-    this.#append(s, data, seq, binary, envelopeText);
+    this.#append(s, data, seq, binary);
     return { accepted: true, seq: s.lastSeq };
   }
 
-  #append(s: ClusterStream, data: unknown, seq: number | undefined, binary: boolean, envelopeText?: string): void {
+  #append(s: ClusterStream, data: unknown, seq: number | undefined, binary: boolean): void {
     s.events++;
     s.lastSeq = seq ?? s.lastSeq + 1;
     s.lastEventTime = Date.now();
     const position = ++s.position;
-    const body = binary ? new Uint8Array(data as ArrayBuffer) : new TextEncoder().encode(envelopeText !== undefined && seq === undefined ? JSON.stringify(data) : JSON.stringify(data));
+    const body = binary ? new Uint8Array(data as ArrayBuffer) : new TextEncoder().encode(JSON.stringify(data));
     const extra: Record<string, string> = { [kEventKindHeader]: binary ? "bin" : "json", [kEventSeqHeader]: String(s.lastSeq) };
     this.#publish(s, position, body, extra);
     if (s.events >= s.options.maxEvents) this.endInput(s, "max-events");
