@@ -251,3 +251,48 @@ describe("cluster: a worker lost mid-stream", { skip: kSkipWithoutNats }, () => 
     }
   });
 });
+
+// Takes one event, then sleeps: everything sent after it stays in flight.
+const kSleeper = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  idleTimeoutMs: 120_000,
+  stallTimeoutMs: 120_000,
+  inboxLimit: 4,
+  async *handler(events) {
+    for await (const e of events) {
+      yield e;
+      await new Promise((r) => setTimeout(r, 120_000));
+    }
+  },
+});
+`;
+
+describe("cluster: events in flight per stream are bounded", { skip: kSkipWithoutNats }, () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await TestCluster.start({ "sleeper.ts": kSleeper }, "flow");
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it("a producer far ahead of a busy handler is held to the function's inboxLimit (plus the hard margin), not buffered", async () => {
+    await cluster.worker("flow-1");
+    const gw = await cluster.gateway();
+    const c = await StreamClient.connect(`${gw.wsUrl}/v1/functions/sleeper/streams/f1`);
+    c.event({ i: 0 }, 1);
+    await c.waitFor((r) => r.type === "output", 30_000);
+    for (let i = 1; i <= 200; i++) c.event({ i }, i + 1);
+    const status = async (): Promise<{ events: number; queued: number }> => (await call(`${gw.url}/v1/functions/sleeper/streams/f1`)).body as unknown as { events: number; queued: number };
+    await eventually(async () => (await status()).queued >= 4, 15_000, "events pile up to the window");
+    await new Promise((r) => setTimeout(r, 500));
+    const st = await status();
+    // As in embedded mode: up to the router's instance window (64) sent to the instance, then at most
+    // 4 × inboxLimit more in flight between gateway and worker; the rest is refused or left unread.
+    assert.ok(st.events <= 1 + 64 + 4 * 4, `events accepted: ${st.events}`);
+    assert.ok(st.queued <= 4 * 4, `events in flight: ${st.queued}`);
+    assert.ok(st.events < 201, "the producer was held back");
+    c.close();
+  });
+});
+

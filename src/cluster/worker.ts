@@ -327,6 +327,8 @@ export class ClusterWorker {
     for (const run of this.#runs.values()) {
       const s = run.local;
       if (!s || run.lost) continue;
+      // Events sent to the instance count as consumed, as in embedded mode: the router keeps up to its
+      // instance window there and inboxLimit in its inbox, whose pause (not idle) the gateway mirrors.
       const consumed = Math.max(0, run.pushed - s.queued);
       if (consumed === run.reported) continue;
       run.reported = consumed;
