@@ -23,7 +23,8 @@ describe("--set option=value", () => {
     applySetting("echo.concurrency=4", defaults, overrides);
     applySetting("my-fn_2.maxEvents=10", defaults, overrides);
     applySetting("sandbox=thread", defaults, overrides);
-    assert.deepEqual(defaults, { idleTimeoutMs: 5000, sandbox: "thread" });
+    applySetting("replay=false", defaults, overrides);
+    assert.deepEqual(defaults, { idleTimeoutMs: 5000, sandbox: "thread", replay: false });
     assert.deepEqual(overrides, { echo: { concurrency: 4 }, "my-fn_2": { maxEvents: 10 } });
   });
 
@@ -35,6 +36,8 @@ describe("--set option=value", () => {
       ["idleTimeoutMs=soon", /"idleTimeoutMs" must be an integer/],
       ["idleTimeoutMs=1.5", /"idleTimeoutMs" must be an integer/],
       ["sandbox=vm", /sandbox must be "thread" or "process"/],
+      ["replay=1", /replay must be true or false, got 1/],
+      ["replay=yes", /replay must be true or false, got "yes"/],
     ];
     for (const [setting, message] of cases) {
       const defaults: Record<string, unknown> = {};

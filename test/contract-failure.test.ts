@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { startContractTarget } from "./helpers/contract-target.js";
+import { notOnCluster, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
@@ -86,7 +86,7 @@ describe("contract: failures stay with their stream", () => {
     rmSync(flagDir, { recursive: true, force: true });
   });
 
-  it("a throwing handler fails only its stream; another stream on the same instance completes", async () => {
+  it("a throwing handler fails only its stream; another stream on the same instance completes", notOnCluster("instance ids and cold starts live in the worker; the gateway's status does not show them"), async () => {
     const a = await open(t, "thrower", "throw-a");
     const b = await open(t, "thrower", "throw-b");
     await echoed(a, "x");
@@ -175,7 +175,7 @@ describe("contract: failures stay with their stream", () => {
     assert.deepEqual(c.outputs(), ["a"]);
   });
 
-  it("a CPU-stuck handler gets its instance recycled; its other streams fail clearly; new streams work", async () => {
+  it("a CPU-stuck handler gets its instance recycled; its other streams fail clearly; new streams work", notOnCluster("instance ids live in the worker; the gateway's status does not show them"), async () => {
     const stuck = await open(t, "spinner", "spin-a");
     const neighbour = await open(t, "spinner", "spin-b");
     await echoed(stuck, "x");
@@ -202,7 +202,7 @@ describe("contract: failures stay with their stream", () => {
     );
   });
 
-  it("a handler that runs out of memory fails its instance's streams with INSTANCE_OUT_OF_MEMORY; the server goes on", async () => {
+  it("a handler that runs out of memory fails its instance's streams with INSTANCE_OUT_OF_MEMORY; the server goes on", notOnCluster("instance ids live in the worker; the gateway's status does not show them"), async () => {
     const hog = await open(t, "hog", "hog-a");
     const neighbour = await open(t, "hog", "hog-b");
     await echoed(hog, "x");

@@ -55,6 +55,7 @@ export const ErrorCodes = {
   CLUSTER_AUTH_FAILED: { status: 503, retryable: false },
   CLUSTER_ERROR: { status: 503, retryable: true },
   STREAM_FENCED: { status: 409, retryable: false },
+  STREAM_NOT_REPLAYABLE: { status: 409, retryable: false },
   INTERNAL: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 

@@ -17,6 +17,7 @@ export const kDefaultOptions: Readonly<ResolvedOptions> = Object.freeze({
   memoryMb: 256,
   unresponsiveMs: 10_000,
   sandbox: "thread",
+  replay: true,
 });
 
 const kMinimums: Partial<Record<keyof ResolvedOptions, number>> = {
@@ -63,6 +64,13 @@ export function validateOptions(input: unknown, where: string): StreamFunctionOp
           "INVALID_OPTIONS",
           `${where}: sandbox must be "thread" or "process", got ${JSON.stringify(value)}`,
         );
+      }
+      out[key] = value;
+      continue;
+    }
+    if (key === "replay") {
+      if (typeof value !== "boolean") {
+        throw new StreamfnError("INVALID_OPTIONS", `${where}: replay must be true or false, got ${JSON.stringify(value)}`);
       }
       out[key] = value;
       continue;

@@ -41,6 +41,13 @@ export interface StreamFunctionOptions {
   unresponsiveMs?: number;
   /** Sandbox kind for instances: `thread` (default) or `process`. */
   sandbox?: SandboxKind;
+  /**
+   * Cluster mode: whether a stream whose worker was lost may be run again from its first event
+   * on another worker (outputs already delivered are dropped by number, so a handler's outputs
+   * must depend only on its input). `false` fails such a stream with STREAM_NOT_REPLAYABLE.
+   * Default true.
+   */
+  replay?: boolean;
 }
 
 export type ResolvedOptions = Required<StreamFunctionOptions>;

@@ -69,7 +69,7 @@ export function applySetting(
   const m = /^(?:([A-Za-z0-9_-]+)\.)?([A-Za-z]+)=(.*)$/.exec(setting);
   if (!m) throw new StreamfnError("INVALID_OPTIONS", `--set expects option=value or function.option=value, got "${setting}"`);
   const [, fn, key, raw] = m;
-  const value: unknown = /^-?\d+$/.test(raw!) ? Number(raw) : raw;
+  const value: unknown = /^-?\d+$/.test(raw!) ? Number(raw) : raw === "true" ? true : raw === "false" ? false : raw;
   const target = fn ? (overrides[fn] ??= {}) : defaults;
   validateOptions({ [key!]: value }, `--set ${setting}`);
   target[key!] = value;

@@ -10,6 +10,8 @@ import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
 import { registerStatus } from "./commands/status.js";
 import { registerStreams } from "./commands/streams.js";
+import { registerWorker } from "./commands/worker.js";
+import { registerGateway } from "./commands/gateway.js";
 import { commandExamples, packageVersion } from "./util.js";
 
 /**
@@ -34,6 +36,8 @@ export function buildProgram(): Command {
   registerLogs(program);
   registerCancel(program);
   registerRm(program);
+  registerWorker(program);
+  registerGateway(program);
   // A function, so commands registered after this line are listed too.
   program.addHelpText("after", () => commandExamples(program.commands));
   return program;

@@ -117,12 +117,22 @@ function workConsumerConfig(settings: ClusterSettings, fn: string): Partial<Cons
 }
 
 /** The one durable pull consumer per function that all workers share (created on first use). */
-export async function ensureWorkConsumer(cluster: Cluster, fn: string): Promise<string> {
+export async function ensureWorkConsumer(cluster: Cluster, fn: string, update = true): Promise<string> {
   const config = workConsumerConfig(cluster.settings, fn);
   const name = config.durable_name!;
+  if (!update) {
+    // A plain add would update an existing consumer to this process's lease: leave it as is.
+    const exists = await cluster.jsm.consumers.info(cluster.settings.names.work, name).then(
+      () => true,
+      () => false,
+    );
+    if (exists) return name;
+  }
   try {
     await cluster.jsm.consumers.add(cluster.settings.names.work, config);
   } catch (err) {
+    // A gateway only makes sure the consumer exists: the workers own its lease settings.
+    if (!update) return name;
     try {
       await cluster.jsm.consumers.update(cluster.settings.names.work, name, {
         ack_wait: config.ack_wait!,

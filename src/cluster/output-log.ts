@@ -197,8 +197,8 @@ export class OutputWriter {
   }
 
   /** Appends output number `n` (1, 2, 3… in order). Resolves `dropped` for a number already delivered. */
-  write(n: number, data: Uint8Array | string): Promise<{ dropped: boolean; seq: number }> {
-    return this.#enqueue("output", n, data);
+  write(n: number, data: Uint8Array | string, extra?: Record<string, string>): Promise<{ dropped: boolean; seq: number }> {
+    return this.#enqueue("output", n, data, extra);
   }
 
   /** Appends the end record (numbered after the last output). */
@@ -206,13 +206,13 @@ export class OutputWriter {
     return this.#enqueue("end", undefined, data);
   }
 
-  #enqueue(kind: "output" | "end", n: number | undefined, data: Uint8Array | string): Promise<{ dropped: boolean; seq: number }> {
-    const run = this.#chain.then(() => this.#publish(kind, n, data));
+  #enqueue(kind: "output" | "end", n: number | undefined, data: Uint8Array | string, extra?: Record<string, string>): Promise<{ dropped: boolean; seq: number }> {
+    const run = this.#chain.then(() => this.#publish(kind, n, data, extra));
     this.#chain = run.catch(() => {});
     return run;
   }
 
-  async #publish(kind: "output" | "end", wanted: number | undefined, data: Uint8Array | string): Promise<{ dropped: boolean; seq: number }> {
+  async #publish(kind: "output" | "end", wanted: number | undefined, data: Uint8Array | string, extra?: Record<string, string>): Promise<{ dropped: boolean; seq: number }> {
     if (this.#fenced) throw this.#fenced;
     const n = wanted ?? this.#n + 1;
     if (kind === "output" && n <= this.#n) return { dropped: true, seq: 0 };
@@ -221,6 +221,7 @@ export class OutputWriter {
     const h = natsHeaders();
     h.set(kRecordKindHeader, kind);
     h.set(kOutputNumberHeader, String(n));
+    if (extra) for (const [k, v] of Object.entries(extra)) h.set(k, v);
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {

@@ -227,7 +227,7 @@ export class WorkQueue {
   async publishOpen(fn: string, streamId: string): Promise<void> {
     // Created on the function's first open (once per process): consumers stay one per function.
     if (!this.#consumers.has(fn)) {
-      await ensureWorkConsumer(this.#cluster, fn);
+      await ensureWorkConsumer(this.#cluster, fn, false);
       this.#consumers.add(fn);
     }
     const item: OpenItem = { fn, streamId, openedAt: Date.now() };

@@ -100,7 +100,7 @@ export function listStreams(deps: StreamsDeps, res: ServerResponse, url: URL, fn
 }
 
 /** DELETE /v1/functions/:fn/streams/:id: ends a live stream failed with STREAM_CANCELLED. */
-export function cancelStream(deps: StreamsDeps, res: ServerResponse, url: URL, fn: string, id: string): void {
+export function cancelStream(deps: Pick<StreamsDeps, "table" | "access"> & { logger: { warn(obj: object, msg: string): void } }, res: ServerResponse, url: URL, fn: string, id: string): void {
   deps.access.assertMayChange(`cancelling stream "${id}" of ${fn}`);
   const stream = deps.table.get(fn, id);
   if (!stream) {

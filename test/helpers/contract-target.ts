@@ -5,6 +5,8 @@
 // STREAMFN_CONTRACT_TARGET picks it: `embedded` (default) starts one in-process server;
 // `cluster` is where the processes of cluster mode (message broker, workers, gateway) are
 // started, once they exist.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { ServerOptions, StreamfnServer } from "../../src/server/server.js";
 import { call, SseClient } from "./http-client.js";
 import { eventually, startTestServer } from "./server.js";
@@ -91,16 +93,43 @@ export function inProcessOnly(): { skip: string | false } {
 }
 
 /**
+ * Skip option for a test that cluster mode does not pass yet, with the reason: the embedded
+ * run is unchanged. `it(name, notOnCluster("why"), fn)`.
+ */
+export function notOnCluster(reason: string): { skip: string | false } {
+  return { skip: contractTargetKind() === "cluster" ? `cluster mode: ${reason}` : false };
+}
+
+/**
  * Starts a deployment serving the given function sources (file name → TypeScript source)
  * and answers once it takes streams.
  */
 export async function startContractTarget(functions: Record<string, string>, options: ContractOptions = {}): Promise<ContractTarget> {
   const kind = contractTargetKind();
-  if (kind === "cluster") {
-    throw new Error("STREAMFN_CONTRACT_TARGET=cluster: cluster mode is not built yet (see docs/architecture.md)");
-  }
+  if (kind === "cluster") return startClusterTarget(functions, options);
   const t = await startTestServer(functions, options);
   return observeOver(kind, t.url, t.server, () => t.close(), options.token);
+}
+
+/** nats-server, one `streamfn worker` and one `streamfn gateway` process (the real CLI) serving the functions. */
+async function startClusterTarget(functions: Record<string, string>, options: ContractOptions): Promise<ContractTarget> {
+  const { TestCluster } = await import("./cluster-procs.js");
+  const cluster = await TestCluster.start(functions, "contract");
+  try {
+    const config = join(cluster.dir, ".streamfn-contract.json");
+    writeFileSync(config, JSON.stringify({ defaults: options.defaults ?? {}, functions: options.overrides ?? {} }));
+    await cluster.worker("contract-worker", 2_000, ["-c", config]);
+    const extra: string[] = [];
+    if (options.token) extra.push("--token", options.token);
+    if (options.outputRetention !== undefined) extra.push("--output-retention", String(options.outputRetention));
+    if (options.endedRetentionMs !== undefined) extra.push("--ended-retention-ms", String(options.endedRetentionMs));
+    if (options.pingIntervalMs !== undefined) extra.push("--ping-interval-ms", String(options.pingIntervalMs));
+    const gw = await cluster.gateway(extra);
+    return observeOver("cluster", gw.url, undefined, () => cluster.close(), options.token);
+  } catch (err) {
+    await cluster.close();
+    throw err;
+  }
 }
 
 function observeOver(

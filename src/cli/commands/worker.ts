@@ -1,0 +1,73 @@
+import type { Command } from "commander";
+import { Option } from "commander";
+import { StreamfnError } from "../../api/errors.js";
+import type { StreamFunctionOptions } from "../../api/types.js";
+import { applySetting, readConfigFile } from "../config.js";
+import { collect, withExample } from "../util.js";
+
+interface WorkerFlags {
+  nats: string;
+  leaseMs?: number;
+  name?: string;
+  prefix?: string;
+  memory?: boolean;
+  config?: string;
+  set: string[];
+}
+
+function parseMs(value: string): number {
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 100) throw new StreamfnError("INVALID_OPTIONS", `--lease-ms takes milliseconds (>= 100), got "${value}"`);
+  return Number(value);
+}
+
+/** JSON lines on stdout: what a process supervisor collects. */
+export function jsonLineLogger(): { info(obj: object, msg: string): void; warn(obj: object, msg: string): void } {
+  const line = (level: string, obj: object, msg: string): void => {
+    process.stdout.write(`${JSON.stringify({ time: Date.now(), level, msg, ...obj })}\n`);
+  };
+  return { info: (o, m) => line("info", o, m), warn: (o, m) => line("warn", o, m) };
+}
+
+export function registerWorker(program: Command): void {
+  const cmd = program
+    .command("worker")
+    .description("cluster mode: run a directory's functions for the streams a NATS JetStream cluster queues (gateways take the connections)")
+    .argument("[dir]", "functions directory", "functions")
+    .addOption(new Option("--nats <url>", "NATS server URL(s), comma-separated").env("STREAMFN_NATS").makeOptionMandatory())
+    .option("--lease-ms <ms>", "work lease: a worker silent this long loses its streams to another (default 15000)", parseMs)
+    .option("--name <id>", "this worker's name in owner records and logs (default <host>-<pid>)")
+    .option("--prefix <prefix>", "keeps this deployment's streams and buckets apart from others on the same NATS account")
+    .option("--memory", "keep the cluster's streams in memory (throwaway clusters, tests)")
+    .option("-c, --config <file>", "JSON config file (its defaults and functions options apply)")
+    .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .action(async (dir: string, opts: WorkerFlags) => {
+      const cfg = opts.config ? readConfigFile(opts.config) : {};
+      const defaults: Record<string, unknown> = { ...cfg.defaults };
+      const overrides: Record<string, Record<string, unknown>> = {};
+      for (const [k, v] of Object.entries(cfg.functions ?? {})) overrides[k] = { ...v };
+      for (const s of opts.set) applySetting(s, defaults, overrides);
+      const { ClusterWorker } = await import("../../cluster/worker.js");
+      const logger = jsonLineLogger();
+      const worker = await ClusterWorker.start({
+        nats: opts.nats,
+        functionsDir: dir,
+        leaseMs: opts.leaseMs,
+        name: opts.name,
+        prefix: opts.prefix,
+        storage: opts.memory ? "memory" : "file",
+        defaults: defaults as StreamFunctionOptions,
+        overrides: overrides as Record<string, StreamFunctionOptions>,
+        logger,
+      });
+      logger.info({ worker: worker.name, functions: worker.status().functions }, "worker ready");
+      let stopping = false;
+      const stop = (): void => {
+        if (stopping) process.exit(130);
+        stopping = true;
+        void worker.close().then(() => process.exit(0));
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+  withExample(cmd, "streamfn worker --nats nats://127.0.0.1:4222 ./functions");
+}
