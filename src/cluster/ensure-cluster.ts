@@ -102,7 +102,7 @@ export async function ensureCluster(nc: NatsConnection, settings: ClusterSetting
   return { nc, jsm, owners, settings };
 }
 
-function workConsumerConfig(settings: ClusterSettings, fn: string): Partial<ConsumerConfig> {
+export function workConsumerConfig(settings: ClusterSettings, fn: string): Partial<ConsumerConfig> {
   return {
     durable_name: workConsumerName(fn),
     filter_subject: workSubject(settings.names, fn),

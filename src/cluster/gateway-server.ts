@@ -2,13 +2,18 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { ControlAccess, isLoopbackHost } from "../control/access.js";
 import { cancelStream } from "../control/streams.js";
+import { serveDashboard } from "../dashboard/dashboard.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
 import type { ClusterLogger } from "./connect.js";
+import { workPending } from "./cluster-metrics.js";
+import { GatewayMetrics } from "./gateway-metrics.js";
 import { ClusterStreamTable } from "./gateway-table.js";
 import { openCluster } from "./open-cluster.js";
 import type { ClusterHandle } from "./open-cluster.js";
+import { ensureBuckets, kWorkerStatusEveryMs } from "./wire.js";
+import type { ClusterBuckets, WorkerStatus } from "./wire.js";
 
 export interface ClusterGatewayOptions {
   nats: string;
@@ -31,18 +36,29 @@ export interface ClusterGatewayOptions {
 export class ClusterGatewayServer {
   readonly gateway: Gateway;
   readonly table: ClusterStreamTable;
+  readonly metrics: GatewayMetrics;
   readonly #cluster: ClusterHandle;
+  readonly #buckets: ClusterBuckets;
   readonly #host: string;
   readonly startedAt = Date.now();
   #closing: Promise<void> | undefined;
 
-  private constructor(cluster: ClusterHandle, table: ClusterStreamTable, options: ClusterGatewayOptions) {
+  private constructor(cluster: ClusterHandle, table: ClusterStreamTable, buckets: ClusterBuckets, options: ClusterGatewayOptions) {
     this.#cluster = cluster;
+    this.#buckets = buckets;
     this.table = table;
+    this.metrics = new GatewayMetrics(cluster, table);
+    const counted = this.metrics.counted();
     this.#host = options.host ?? "127.0.0.1";
-    this.gateway = new Gateway(table, { token: options.token, pingIntervalMs: options.pingIntervalMs });
-    this.gateway.streamHttp(createHttpStreams(table));
+    this.gateway = new Gateway(counted, { token: options.token, pingIntervalMs: options.pingIntervalMs });
+    this.gateway.streamHttp(createHttpStreams(counted));
+    this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
+    this.gateway.route("GET", "/metrics", async (_req, res) => {
+      const text = await this.metrics.render();
+      res.writeHead(200, { "content-type": this.metrics.contentType, "content-length": Buffer.byteLength(text) });
+      res.end(text);
+    });
     this.gateway.route("GET", "/v1/status", async (_req, res) => sendJson(res, 200, await this.status()));
     const access = new ControlAccess({ token: options.token, exposed: !isLoopbackHost(this.#host) });
     const logger = options.logger ?? { info() {}, warn() {} };
@@ -55,7 +71,8 @@ export class ClusterGatewayServer {
     let table: ClusterStreamTable | undefined;
     try {
       table = await ClusterStreamTable.create(cluster, { name, outputRetention: options.outputRetention, endedRetentionMs: options.endedRetentionMs });
-      const server = new ClusterGatewayServer(cluster, table, options);
+      const buckets = await ensureBuckets(cluster.cluster);
+      const server = new ClusterGatewayServer(cluster, table, buckets, options);
       await new Promise<void>((resolve, reject) => {
         server.gateway.server.once("error", reject);
         server.gateway.server.listen(options.port ?? 8080, server.#host, () => {
@@ -71,20 +88,45 @@ export class ClusterGatewayServer {
     }
   }
 
+  /**
+   * Every worker's status record, fresh or not: a worker that stopped refreshing its record
+   * (killed, partitioned) is shown as stale; one that shut down cleanly deleted its own.
+   */
+  async #allWorkers(): Promise<(WorkerStatus & { ageMs: number; stale: boolean })[]> {
+    const out: (WorkerStatus & { ageMs: number; stale: boolean })[] = [];
+    const kv = this.#buckets.workers;
+    for await (const key of await kv.keys()) {
+      const e = await kv.get(key).catch(() => null);
+      if (!e || e.operation !== "PUT") continue;
+      const w = e.json<WorkerStatus>();
+      const ageMs = Date.now() - w.updatedAt;
+      out.push({ ...w, ageMs, stale: ageMs > 3 * kWorkerStatusEveryMs });
+    }
+    return out.sort((a, b) => (a.worker < b.worker ? -1 : 1));
+  }
+
   async status(): Promise<Record<string, unknown>> {
-    const workers = await this.table.workers().catch(() => []);
+    const workers = await this.#allWorkers().catch(() => []);
+    const memory = process.memoryUsage();
+    const functions = await Promise.all(
+      [...this.table.catalog()].map(async ([name, e]) => ({
+        name,
+        versions: [{ version: e.version, role: "current", coldStarts: 0, instances: [] }],
+        worker: e.worker,
+        workPending: (await workPending(this.#cluster.cluster, name)) ?? 0,
+      })),
+    );
     return {
-      workers: workers.map((w) => ({ ...w, ageMs: Date.now() - w.updatedAt })),
+      workers,
       takeovers: workers.reduce((n, w) => n + w.takeovers, 0),
+      process: { pid: process.pid, uptimeSeconds: Math.round(process.uptime() * 10) / 10, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, node: process.version },
+      queuedStreams: functions.reduce((n, f) => n + f.workPending, 0),
+      watching: false,
       mode: "cluster",
       gateway: this.table.name,
       uptimeMs: Date.now() - this.startedAt,
       liveStreams: this.table.liveCount,
-      functions: [...this.table.catalog()].map(([name, e]) => ({
-        name,
-        versions: [{ version: e.version, role: "current", coldStarts: 0, instances: [] }],
-        worker: e.worker,
-      })),
+      functions,
     };
   }
 

@@ -1,4 +1,10 @@
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
+import { sendJson } from "../gateway/http-util.js";
+import { StreamfnMetrics } from "../metrics/metrics.js";
+import { registerReadCounter, registerReadGauge, registerWorkPending, workPending } from "./cluster-metrics.js";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, StreamFunctionOptions } from "../api/types.js";
@@ -32,6 +38,10 @@ export interface ClusterWorkerOptions {
   overrides?: Record<string, StreamFunctionOptions>;
   cacheDir?: string;
   logger?: ClusterLogger;
+  /** Serves GET /metrics, /v1/status and /healthz on this port (0 = any free port; unset = none). */
+  port?: number;
+  /** The address of that endpoint (default loopback). */
+  host?: string;
 }
 
 /** One stream this worker runs: the local router stream fed from the event log, writing to the output log. */
@@ -78,6 +88,12 @@ export class ClusterWorker {
   #statusTimer: NodeJS.Timeout | undefined;
   /** Streams this worker took over from another (a redelivered work item). */
   takeovers = 0;
+  /** Streams this worker gave up because another took them over (fenced or lease lost). */
+  fenced = 0;
+  /** Events fed to streams taken over from another worker (the log read again from its start). */
+  replayed = 0;
+  readonly metrics: StreamfnMetrics;
+  #http: Server | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(options: ClusterWorkerOptions) {
@@ -85,9 +101,18 @@ export class ClusterWorker {
     this.name = options.name ?? `${hostname()}-${process.pid}`;
     this.#log = options.logger ?? { info() {}, warn() {} };
     this.spares = new SpareThreads(1, options.defaults?.memoryMb ?? 256);
-    this.registry = new Registry({ spares: this.spares, dir: options.functionsDir, cacheDir: options.cacheDir, defaults: options.defaults, overrides: options.overrides });
+    // The metrics read router and registry state at scrape time, after both exist.
+    this.metrics = new StreamfnMetrics({ liveStreams: () => this.router.live(), functions: () => this.registry.functions() });
+    this.registry = new Registry({
+      spares: this.spares,
+      dir: options.functionsDir,
+      cacheDir: options.cacheDir,
+      defaults: options.defaults,
+      overrides: options.overrides,
+      observer: this.metrics.poolObserver,
+    });
     // Ended ids are the cluster's to remember: a stream taken back over must open here again.
-    this.router = new Router(this.registry, {}, { endedRetentionMs: 0, outputRetention: 0 });
+    this.router = new Router(this.registry, this.metrics.routerObserver, { endedRetentionMs: 0, outputRetention: 0 });
     this.#table = this.router;
   }
 
@@ -118,11 +143,93 @@ export class ClusterWorker {
       this.#loops.set(fn, loop);
       this.#log.info({ fn, version: pool.version, slots }, "serving");
     }
+    this.#registerClusterMetrics();
+    if (o.port !== undefined) await this.#listen(o.port, o.host ?? "127.0.0.1");
     this.#progressTimer = setInterval(() => this.#reportProgress(), kProgressEveryMs);
     this.#progressTimer.unref();
     await this.#publishStatus();
     this.#statusTimer = setInterval(() => void this.#publishStatus(), kWorkerStatusEveryMs);
     this.#statusTimer.unref();
+  }
+
+  #registerClusterMetrics(): void {
+    const reg = this.metrics.registry;
+    const c = this.#cluster!.cluster;
+    const one = (n: number): [Record<string, string>, number][] => [[{ worker: this.name }, n]];
+    registerReadCounter(reg, "streamfn_cluster_takeovers_total", "Streams this worker took over from another worker (a redelivered work item).", () => one(this.takeovers), ["worker"]);
+    registerReadCounter(reg, "streamfn_cluster_streams_fenced_total", "Streams this worker lost to another (fenced, or its lease ran out): it wrote nothing more for them.", () => one(this.fenced), ["worker"]);
+    registerReadCounter(reg, "streamfn_cluster_events_replayed_total", "Events fed from the event log to streams taken over from another worker.", () => one(this.replayed), ["worker"]);
+    registerReadGauge(reg, "streamfn_cluster_streams_owned", "Streams this worker runs now, by function.", () => this.#ownedByFn(), ["function"]);
+    registerReadGauge(reg, "streamfn_cluster_slots", "Work slots (maxInstances × concurrency) this worker offers, by function.", () => [...this.#loops.values()].map((l) => [{ function: l.fn }, l.active + l.free]), ["function"]);
+    registerReadGauge(reg, "streamfn_cluster_slots_active", "Work slots holding a stream on this worker, by function.", () => [...this.#loops.values()].map((l) => [{ function: l.fn }, l.active]), ["function"]);
+    registerWorkPending(reg, c, () => this.#loops.keys());
+  }
+
+  #ownedByFn(): [Record<string, string>, number][] {
+    const n = new Map<string, number>();
+    for (const fn of this.#loops.keys()) n.set(fn, 0);
+    for (const r of this.#runs.values()) n.set(r.fn, (n.get(r.fn) ?? 0) + 1);
+    return [...n].map(([fn, v]) => [{ function: fn }, v]);
+  }
+
+  async #listen(port: number, host: string): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method !== "GET") return sendJson(res, 405, { error: { code: "METHOD_NOT_ALLOWED", message: `${req.method} is not served here` } });
+      if (path === "/healthz") return sendJson(res, 200, { ok: true });
+      if (path === "/v1/status") {
+        void this.localStatus().then((s) => sendJson(res, 200, s), (err) => sendJson(res, 500, { error: { code: "INTERNAL", message: String(err) } }));
+        return;
+      }
+      if (path === "/metrics") {
+        void this.metrics.render().then(
+          (text) => {
+            res.writeHead(200, { "content-type": this.metrics.contentType, "content-length": Buffer.byteLength(text) });
+            res.end(text);
+          },
+          (err) => sendJson(res, 500, { error: { code: "INTERNAL", message: String(err) } }),
+        );
+        return;
+      }
+      sendJson(res, 404, { error: { code: "NOT_FOUND", message: `no route ${path}` } });
+    });
+    this.#http = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  /** The URL of the worker's HTTP endpoint, if it serves one. */
+  get url(): string | undefined {
+    const a = this.#http?.address() as AddressInfo | null | undefined;
+    if (!a) return undefined;
+    return `http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  /** GET /v1/status of the worker's endpoint: the cluster record plus what only this process knows. */
+  async localStatus(): Promise<Record<string, unknown>> {
+    const base = this.status();
+    const c = this.#cluster!.cluster;
+    const functions = await Promise.all(
+      base.functions.map(async (f) => {
+        const pool = this.registry.current(f.name);
+        const instances = pool ? [...pool.instances].map((i) => ({ id: i.id, state: i.state, streams: i.tenants.size, slots: i.concurrency })) : [];
+        return { ...f, version: pool?.version ?? null, instances, workPending: (await workPending(c, f.name)) ?? null };
+      }),
+    );
+    const memory = process.memoryUsage();
+    return {
+      mode: "cluster-worker",
+      ...base,
+      functions,
+      fenced: this.fenced,
+      replayed: this.replayed,
+      process: { pid: process.pid, uptimeSeconds: Math.round(process.uptime() * 10) / 10, rssBytes: memory.rss, node: process.version },
+    };
   }
 
   async #publishStatus(): Promise<void> {
@@ -184,6 +291,7 @@ export class ClusterWorker {
     this.#runs.set(key, run);
     const lose = (why: string): void => {
       if (run.lost) return;
+      this.fenced++;
       this.#log.warn({ fn, stream: streamId, epoch: run.epoch, why }, "stream lost to another worker");
       this.#stopLocal(run);
     };
@@ -301,6 +409,7 @@ export class ClusterWorker {
             this.#table.push(s, copy.buffer, seqArg, true, r.data.byteLength);
           }
           run.pushed = r.position;
+          if (run.takeover) this.replayed++;
         } else if (kind === "end") {
           this.#table.endInput(s, (r.headers?.get(kEndReasonHeader) || "client") as EndReason);
           run.pushed = r.position;
@@ -365,6 +474,8 @@ export class ClusterWorker {
     this.#closing ??= (async () => {
       clearInterval(this.#progressTimer);
       clearInterval(this.#statusTimer);
+      this.#http?.closeAllConnections();
+      this.#http?.close();
       await this.#buckets?.workers.delete(this.name).catch(() => {});
       for (const loop of this.#loops.values()) await loop.stop().catch(() => {});
       for (const run of [...this.#runs.values()]) this.#stopLocal(run);

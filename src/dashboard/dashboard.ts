@@ -33,6 +33,7 @@ const kPage = `<!doctype html>
 <body>
 <h1>streamfn</h1>
 <div class="sub" id="summary">loading…</div>
+<div id="cluster"></div>
 <div id="functions"></div>
 <script>
 const token = new URLSearchParams(location.search).get("token");
@@ -43,9 +44,17 @@ async function refresh() {
     if (!res.ok) throw new Error((await res.json()).error?.message ?? res.statusText);
     const s = await res.json();
     document.getElementById("summary").textContent =
+      (s.mode === "cluster" ? "cluster gateway " + s.gateway + " · " : "") +
       s.liveStreams + " live streams, " + s.queuedStreams + " waiting · up " + s.process.uptimeSeconds + " s · RSS " +
-      Math.round(s.process.rssBytes / 1048576) + " MiB · " + (s.watching ? "watching for changes" : "not watching");
+      Math.round(s.process.rssBytes / 1048576) + " MiB" + (s.mode === "cluster" ? "" : " · " + (s.watching ? "watching for changes" : "not watching"));
+    document.getElementById("cluster").innerHTML = Array.isArray(s.workers) ? clusterTable(s) : "";
     let html = "";
+    if (s.mode === "cluster") {
+      html += "<h2>Functions</h2><table><tr><th>function</th><th>version</th><th>work waiting</th></tr>";
+      for (const fn of s.functions) html += "<tr><td>" + esc(fn.name) + "</td><td><code>" + esc(fn.versions[0]?.version ?? "") + "</code></td><td>" + (fn.workPending ?? 0) + "</td></tr>";
+      document.getElementById("functions").innerHTML = s.functions.length ? html + "</table>" : "<p>No functions in the catalog.</p>";
+      return;
+    }
     for (const fn of s.functions) {
       html += "<h2>" + esc(fn.name) + " <small><code>" + esc(fn.version ?? "removed") + "</code></small></h2>";
       html += "<table><tr><th>version</th><th>role</th><th>live</th><th>waiting</th><th>slots</th><th>cold starts</th><th>instances (streams/slots, cold start)</th></tr>";
@@ -61,6 +70,16 @@ async function refresh() {
   } catch (err) {
     document.getElementById("summary").innerHTML = '<span class="err">' + esc(err.message) + "</span>";
   }
+}
+function clusterTable(s) {
+  let html = '<h2 id="cluster-title">Cluster</h2><p>' + s.workers.filter((w) => !w.stale).length + " workers up, " + s.takeovers + " takeovers</p>";
+  html += "<table><tr><th>worker</th><th>state</th><th>heartbeat</th><th>slots (active / total)</th><th>streams</th><th>takeovers</th></tr>";
+  for (const w of s.workers) {
+    const slots = w.functions.map((f) => esc(f.name) + " " + f.active + " / " + f.slots).join("<br>");
+    html += "<tr><td>" + esc(w.worker) + "</td><td" + (w.stale ? ' class="err">stale' : ">up") + "</td><td>" + (w.ageMs / 1000).toFixed(1) + " s ago</td><td>" +
+      slots + "</td><td>" + w.streams.length + "</td><td>" + w.takeovers + "</td></tr>";
+  }
+  return html + "</table>";
 }
 refresh();
 setInterval(refresh, 1000);

@@ -13,6 +13,13 @@ interface WorkerFlags {
   memory?: boolean;
   config?: string;
   set: string[];
+  port?: number;
+  host?: string;
+}
+
+function parsePort(value: string): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new StreamfnError("INVALID_OPTIONS", `--port takes a port number (0-65535), got "${value}"`);
+  return Number(value);
 }
 
 function parseMs(value: string): number {
@@ -37,6 +44,8 @@ export function registerWorker(program: Command): void {
     .option("--lease-ms <ms>", "work lease: a worker silent this long loses its streams to another (default 15000)", parseMs)
     .option("--name <id>", "this worker's name in owner records and logs (default <host>-<pid>)")
     .option("--prefix <prefix>", "keeps this deployment's streams and buckets apart from others on the same NATS account")
+    .option("--port <port>", "serve GET /metrics, /v1/status and /healthz on this port (0 = any free port; default none)", parsePort)
+    .option("--host <host>", "address of that endpoint (default 127.0.0.1)")
     .option("--memory", "keep the cluster's streams in memory (throwaway clusters, tests)")
     .option("-c, --config <file>", "JSON config file (its defaults and functions options apply)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
@@ -58,8 +67,10 @@ export function registerWorker(program: Command): void {
         defaults: defaults as StreamFunctionOptions,
         overrides: overrides as Record<string, StreamFunctionOptions>,
         logger,
+        port: opts.port,
+        host: opts.host,
       });
-      logger.info({ worker: worker.name, functions: worker.status().functions }, "worker ready");
+      logger.info({ worker: worker.name, functions: worker.status().functions, ...(worker.url ? { url: worker.url } : {}) }, "worker ready");
       let stopping = false;
       const stop = (): void => {
         if (stopping) process.exit(130);
