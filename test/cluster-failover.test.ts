@@ -4,6 +4,7 @@ import { kSkipWithoutNats } from "./helpers/nats-server.js";
 import { TestCluster } from "./helpers/cluster-procs.js";
 import { StreamClient } from "./helpers/ws-client.js";
 import type { Rec } from "./helpers/ws-client.js";
+import { SseClient } from "./helpers/http-client.js";
 
 // Deterministic: outputs depend only on the events, so the run can be compared with the expected one.
 const kRunningSum = `import { defineStreamFunction } from "streamfn";
@@ -55,6 +56,10 @@ describe("cluster failover: a producer resumes on another gateway", { skip: kSki
     await onA.waitFor((r) => r.type === "output" && r.n === 5, 30_000);
     await assert.rejects(StreamClient.connect(`${b.wsUrl}/v1/functions/sum/streams/${id}`), (e: { status?: number; body?: { error?: { code?: string } } }) => e.status === 409 && e.body?.error?.code === "STREAM_BUSY");
 
+    // A subscriber on B, which did not open the stream, resumes after output 2 from the output log.
+    const sse = new SseClient(`${b.url}/v1/functions/sum/streams/${id}/outputs`, { "last-event-id": "2" });
+    await sse.waitOutputs(3, 30_000);
+
     // Three more events the producer is unsure of, then A dies.
     for (let i = 5; i < 8; i++) onA.event({ x: xs[i] }, i + 1);
     a.proc.signal("SIGKILL");
@@ -72,6 +77,10 @@ describe("cluster failover: a producer resumes on another gateway", { skip: kSki
     const ns = [...seenOnA.keys(), ...onB.records.filter((r) => r.type === "output").map((r) => r.n as number)];
     assert.deepEqual(ns, expectedOutputs(xs).map((_, i) => i + 1), "every output exactly once, in order, numbered as before");
     const seenOnB = outputsByN(onB.records);
+    const sseEnd = await sse.waitEnd(30_000);
+    assert.equal(sseEnd.status, "completed");
+    assert.deepEqual(sse.events.filter((e) => e.event === "output").map((e) => Number(e.id)), [3, 4, 5, 6, 7, 8, 9, 10, 11], "SSE ids resume after Last-Event-ID, once each");
+    assert.deepEqual(sse.outputs().map((r) => r.data), expectedOutputs(xs).slice(2));
     const all = ns.map((n) => seenOnA.get(n) ?? seenOnB.get(n));
     assert.deepEqual(all, expectedOutputs(xs));
   });

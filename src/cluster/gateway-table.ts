@@ -338,6 +338,34 @@ export class ClusterStreamTable implements StreamTable {
     return s;
   }
 
+  async followLog(fn: string, streamId: string, after: number, sink: OutputSink): Promise<(() => void) | undefined> {
+    if (!kStreamIdPattern.test(streamId)) return undefined;
+    const e = await this.#buckets.streams.get(streamRecordKey(fn, streamId)).catch(() => null);
+    if (!e || e.operation !== "PUT") return undefined;
+    const feed = this.#c.outputs.follow(
+      fn,
+      streamId,
+      after + 1,
+      (r) => {
+        if (r.kind === "end") {
+          let end: EndRecord;
+          try {
+            end = JSON.parse(new TextDecoder().decode(r.data)) as EndRecord;
+          } catch {
+            end = { type: "end", status: "failed", reason: "error", events: 0, outputs: r.position - 1, error: { code: "INTERNAL", message: "unreadable end record" } };
+          }
+          sink.end(end);
+          feed.close();
+          return;
+        }
+        const binary = r.headers?.get(kBinaryOutputHeader) === "1";
+        sink.output(r.position, binary ? undefined : new TextDecoder().decode(r.data), binary ? r.data : undefined);
+      },
+      (err) => sink.end({ type: "end", status: "failed", reason: "error", events: 0, outputs: 0, error: { code: err.code, message: err.message } }),
+    );
+    return () => feed.close();
+  }
+
   /**
    * Takes a live stream over for a producer that reconnected here: the record names this
    * attachment (revision-checked, so of two racing reattachments one wins and the other gets

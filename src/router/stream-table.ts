@@ -42,6 +42,13 @@ export interface StreamTable {
    */
   open(functionName: string, streamId: string | undefined, sink?: OutputSink, resume?: { after: number }): StreamHandle | Promise<StreamHandle>;
 
+  /**
+   * Cluster mode: follows the outputs of a stream opened elsewhere (another gateway) from its
+   * output log, after output `after`, into `sink` (outputs, then its end). Resolves to a stop
+   * function, or undefined when no stream with that id is known (live or within retention).
+   */
+  followLog?(functionName: string, streamId: string, after: number, sink: OutputSink): Promise<(() => void) | undefined>;
+
   /** The live stream (function, streamId), or undefined. Never throws. */
   get(functionName: string, streamId: string): StreamHandle | undefined;
 
