@@ -110,3 +110,30 @@ describe("cluster failover: a producer resumes on another gateway", { skip: kSki
     );
   });
 });
+
+describe("cluster failover: the NATS server restarts mid-stream (file store)", { skip: kSkipWithoutNats }, () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await TestCluster.start({ "sum.ts": kRunningSum }, "restart", { file: true });
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it("gateway and worker reconnect and the stream completes with every output once", async () => {
+    await cluster.worker("rw1");
+    const gw = await cluster.gateway();
+    const xs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    const c = await StreamClient.connect(`${gw.wsUrl}/v1/functions/sum/streams/nr-1`);
+    for (let i = 0; i < 5; i++) c.event({ x: xs[i] }, i + 1);
+    await c.waitFor((r) => r.type === "output" && r.n === 5, 30_000);
+    await cluster.nats.restart();
+    for (let i = 5; i < xs.length; i++) c.event({ x: xs[i] }, i + 1);
+    c.end();
+    const end = await c.waitEnd(90_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    const outs = c.records.filter((r) => r.type === "output");
+    assert.deepEqual(outs.map((r) => r.n), expectedOutputs(xs).map((_, i) => i + 1), "every output once, in order");
+    assert.deepEqual(outs.map((r) => r.data), expectedOutputs(xs));
+  });
+});
