@@ -92,6 +92,7 @@ describe("cluster failover: a producer resumes on another gateway", { skip: kSki
     const first = await StreamClient.connect(`${a.wsUrl}/v1/functions/sum/streams/${id}`);
     first.event({ x: 1 }, 1);
     await first.waitFor((r) => r.type === "output" && r.n === 1, 30_000);
+    await assert.rejects(StreamClient.connect(`${b.wsUrl}/v1/functions/sum/streams/${id}?after=-1`), (e: { status?: number; body?: { error?: { code?: string } } }) => e.status === 400 && e.body?.error?.code === "INVALID_REQUEST");
     const second = await StreamClient.connect(`${b.wsUrl}/v1/functions/sum/streams/${id}?resume=1&after=1`);
     const cut = await first.waitFor((r) => r.type === "error", 30_000);
     assert.equal(cut.code, "STREAM_TAKEN_OVER");
