@@ -306,7 +306,7 @@ export class ClusterStreamTable implements StreamTable {
     s.feed = this.#c.outputs.follow(
       fn,
       id,
-      (resume?.after ?? 0) + 1,
+      resumed ? resume!.after + 1 : 1,
       (r) => {
         if (r.kind === "end") {
           let end: EndRecord;
