@@ -24,6 +24,7 @@ export const ErrorCodes = {
   STREAM_ENDED: { status: 409, retryable: false },
   STREAM_INPUT_ENDED: { status: 409, retryable: false },
   STREAM_BUSY: { status: 409, retryable: false },
+  STREAM_TAKEN_OVER: { status: 409, retryable: false },
   // an operator cancelled the stream (control API); in end records
   STREAM_CANCELLED: { status: 409, retryable: false },
   // a subscriber asked for outputs that are no longer kept (see outputRetention)

@@ -6,7 +6,7 @@ import { StreamfnError } from "../api/errors.js";
 import type { Cluster } from "./ensure-cluster.js";
 import { eventSubject } from "./names.js";
 import { clusterError } from "./nats-errors.js";
-import { readSubject } from "./direct-read.js";
+import { lastOnSubject, readSubject } from "./direct-read.js";
 import { Window } from "./window.js";
 
 /** Header carrying an event's position in its stream (1, 2, 3…): our own dedup and order key. */
@@ -122,6 +122,13 @@ export class EventLog {
         if (position !== undefined) onEvent({ position, seq: 0, data: msg.data, headers: msg.headers });
       },
     });
+  }
+
+  /** The last event stored on the stream's subject (its position and headers), or null when none is. */
+  async last(fn: string, streamId: string): Promise<StoredEvent | null> {
+    const m = await lastOnSubject(this.#cluster.jsm, this.#cluster.settings.names.events, this.subject(fn, streamId));
+    const position = m ? positionOf(m.header) : undefined;
+    return m && position !== undefined ? { position, seq: m.seq, data: m.data, headers: m.header } : null;
   }
 
   /** Drops a completed stream's events: its subject leaves the server's subject index. */

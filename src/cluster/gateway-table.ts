@@ -60,6 +60,8 @@ class ClusterStream implements StreamHandle {
   feed: OrderedFeed | undefined;
   progress: Subscription | undefined;
   queuedForWork = false;
+  /** This gateway's attachment in the stream's record; a control message naming another one cuts it off. */
+  attach: string = randomUUID();
   readonly version: string;
 
   constructor(
@@ -212,17 +214,19 @@ export class ClusterStreamTable implements StreamTable {
     return out.reverse();
   }
 
-  async open(fn: string, streamId: string | undefined, sink?: OutputSink): Promise<StreamHandle> {
+  async open(fn: string, streamId: string | undefined, sink?: OutputSink, resume?: { after: number }): Promise<StreamHandle> {
     if (this.#closing) throw new StreamfnError("SHUTTING_DOWN", "the gateway is shutting down");
     const entry = await this.#lookup(fn);
     if (!entry) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
     const id = streamId ?? randomUUID();
     if (!kStreamIdPattern.test(id)) throw new StreamfnError("INVALID_STREAM_ID", `stream id must be 1-128 of A-Z a-z 0-9 . _ : ~ -, got ${JSON.stringify(id)}`);
     const key = `${fn}\n${id}`;
-    if (this.#live.has(key)) throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
+    if (this.#live.has(key) && !resume) throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
     const endedHere = this.ended(fn, id);
     if (endedHere) throw endedError(fn, id, endedHere);
-    const record: StreamRecord = { state: "live", gateway: this.name, openedAt: Date.now() };
+    const attach = randomUUID();
+    const record: StreamRecord = { state: "live", gateway: this.name, openedAt: Date.now(), attach };
+    let resumed: { position: number; lastSeq: number; inputEnd: EndReason | undefined } | undefined;
     const kvKey = streamRecordKey(fn, id);
     try {
       await this.#buckets.streams.create(kvKey, JSON.stringify(record));
@@ -243,12 +247,32 @@ export class ClusterStreamTable implements StreamTable {
         }
         await this.#c.outputs.purge(fn, id).catch(() => {});
         await this.#c.events.purge(fn, id).catch(() => {});
+      } else if (prev?.state === "live" && resume) {
+        resumed = await this.#reattach(fn, id, { ...record, openedAt: prev.openedAt }, current!.revision);
       } else {
         throw new StreamfnError("STREAM_BUSY", `stream "${id}" of ${fn} is open on another connection`);
       }
     }
+    if (resumed) {
+      const old = this.#live.get(key);
+      if (old) this.#detach(old);
+    }
     if (this.#live.has(key)) throw new StreamfnError("STREAM_BUSY", `stream ${id} is open on another connection`);
     const s = new ClusterStream(fn, id, entry.options, entry.version);
+    s.attach = attach;
+    if (resumed) {
+      // The stream runs already: continue its positions, drop resends at or below its last seq,
+      // and do not queue it again (its work item is held by its worker).
+      s.position = resumed.position;
+      s.consumed = resumed.position;
+      s.lastSeq = resumed.lastSeq;
+      s.events = resumed.position;
+      s.inputEnd = resumed.inputEnd;
+      s.queuedForWork = true;
+      s.state = "running";
+      s.boundAt = Date.now();
+      s.outputs = resume!.after;
+    }
     if (sink) s.sinks.add(sink);
     this.#live.set(key, s);
     const waiting = this.#waiters.get(key);
@@ -261,7 +285,11 @@ export class ClusterStreamTable implements StreamTable {
       callback: (err, msg) => {
         if (err) return;
         try {
-          const p = msg.json<Progress>();
+          const p = msg.json<Progress & { takenBy?: string; attach?: string }>();
+          if (p.attach !== undefined) {
+            if (p.attach !== s.attach) this.#detach(s);
+            return;
+          }
           if (p.consumed > s.consumed) {
             s.consumed = p.consumed;
             if (s.state === "waiting") {
@@ -278,7 +306,7 @@ export class ClusterStreamTable implements StreamTable {
     s.feed = this.#c.outputs.follow(
       fn,
       id,
-      1,
+      resumed ? resume!.after + 1 : 1,
       (r) => {
         if (r.kind === "end") {
           let end: EndRecord;
@@ -308,6 +336,84 @@ export class ClusterStreamTable implements StreamTable {
       (err) => this.#close(s, { type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error: { code: err.code, message: err.message } }),
     );
     return s;
+  }
+
+  async followLog(fn: string, streamId: string, after: number, sink: OutputSink): Promise<(() => void) | undefined> {
+    if (!kStreamIdPattern.test(streamId)) return undefined;
+    const e = await this.#buckets.streams.get(streamRecordKey(fn, streamId)).catch(() => null);
+    if (!e || e.operation !== "PUT") return undefined;
+    const feed = this.#c.outputs.follow(
+      fn,
+      streamId,
+      after + 1,
+      (r) => {
+        if (r.kind === "end") {
+          let end: EndRecord;
+          try {
+            end = JSON.parse(new TextDecoder().decode(r.data)) as EndRecord;
+          } catch {
+            end = { type: "end", status: "failed", reason: "error", events: 0, outputs: r.position - 1, error: { code: "INTERNAL", message: "unreadable end record" } };
+          }
+          sink.end(end);
+          feed.close();
+          return;
+        }
+        const binary = r.headers?.get(kBinaryOutputHeader) === "1";
+        sink.output(r.position, binary ? undefined : new TextDecoder().decode(r.data), binary ? r.data : undefined);
+      },
+      (err) => sink.end({ type: "end", status: "failed", reason: "error", events: 0, outputs: 0, error: { code: err.code, message: err.message } }),
+    );
+    return () => feed.close();
+  }
+
+  /**
+   * Takes a live stream over for a producer that reconnected here: the record names this
+   * attachment (revision-checked, so of two racing reattachments one wins and the other gets
+   * STREAM_BUSY), the attachment before it is told on the stream's control subject, and the
+   * event log's last record says where positions and producer seqs go on.
+   */
+  async #reattach(fn: string, id: string, record: StreamRecord, revision: number): Promise<{ position: number; lastSeq: number; inputEnd: EndReason | undefined }> {
+    try {
+      await this.#buckets.streams.update(streamRecordKey(fn, id), JSON.stringify(record), revision);
+    } catch {
+      throw new StreamfnError("STREAM_BUSY", `stream "${id}" of ${fn} was reattached by another connection at the same time`);
+    }
+    this.#c.cluster.nc.publish(progressSubject(this.#c.cluster, fn, id), JSON.stringify({ takenBy: this.name, attach: record.attach }));
+    let last;
+    try {
+      last = await this.#c.events.last(fn, id);
+    } catch (err) {
+      throw new StreamfnError("CLUSTER_ERROR", `cannot read the event log of stream ${id}: ${String(err)}`);
+    }
+    if (!last) return { position: 0, lastSeq: 0, inputEnd: undefined };
+    const kind = last.headers?.get(kEventKindHeader);
+    const seq = Number(last.headers?.get(kEventSeqHeader) || 0);
+    const ended = kind === "end" || kind === "cancel";
+    // After an end marker the last event's seq is one record back: fetch it so resends are still recognized.
+    let lastSeq = seq;
+    if (ended && last.position > 1) {
+      for await (const e of this.#c.events.read(fn, id)) {
+        const q = Number(e.headers?.get(kEventSeqHeader) || 0);
+        if (q > lastSeq) lastSeq = q;
+      }
+    }
+    return { position: last.position, lastSeq, inputEnd: ended ? ((last.headers?.get(kEndReasonHeader) as EndReason | undefined) ?? "end") : undefined };
+  }
+
+  /** Another connection took the stream over: this one is cut off, the stream itself goes on (nothing is recorded as ended). */
+  #detach(s: ClusterStream): void {
+    if (s.state === "done") return;
+    s.state = "done";
+    s.feed?.close();
+    s.progress?.unsubscribe();
+    const key = `${s.functionName}\n${s.streamId}`;
+    if (this.#live.get(key) === s) this.#live.delete(key);
+    const record: ErrorRecord = { code: "STREAM_TAKEN_OVER", message: `stream "${s.streamId}" of ${s.functionName} was reattached by a newer connection; this one is cut off` };
+    for (const k of [...s.sinks]) {
+      if (k.detach) k.detach(record);
+      else k.end({ type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error: record });
+    }
+    s.sinks.clear();
   }
 
   /**

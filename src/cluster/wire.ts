@@ -45,6 +45,8 @@ export interface StreamRecord {
   openedAt: number;
   endedAt?: number;
   end?: unknown;
+  /** The producer attachment that holds the stream now (a reattach with `?resume=1` replaces it). */
+  attach?: string;
 }
 
 export interface ClusterBuckets {

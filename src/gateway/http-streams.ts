@@ -64,7 +64,7 @@ export function createHttpStreams(table: StreamTable): StreamHttpHandler {
         return;
       case "outputs":
         if (method !== "GET") throw notAllowed(res, "GET", method, "outputs are read with GET (server-sent events)");
-        serveOutputs(table, req, res, route, url);
+        await serveOutputs(table, req, res, route, url);
         return;
       default:
         throw new StreamfnError(

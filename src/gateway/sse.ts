@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
-import type { EndRecord, EndedStream, RetainedOutput, StreamHandle, StreamTable } from "../router/stream-table.js";
+import type { EndRecord, EndedStream, OutputSink, RetainedOutput, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { notFound } from "./http-events.js";
 import { errorRecord, outputRecord } from "./records.js";
 import { ResponseSink } from "./response-sink.js";
@@ -97,19 +97,48 @@ class SseSink extends ResponseSink {
  * announced with an `error` event (OUTPUTS_EXPIRED) naming the gap, never skipped silently.
  * A stream that ended within the retention window still replays what it kept.
  */
-export function serveOutputs(
+export async function serveOutputs(
   table: StreamTable,
   req: IncomingMessage,
   res: ServerResponse,
   route: StreamRoute,
   url: URL,
-): void {
+): Promise<void> {
   const { functionName } = route;
   const streamId = route.streamId!;
   const after = resumePoint(req, url);
-  const stream = table.get(functionName, streamId);
-  const ended = stream ? undefined : table.ended(functionName, streamId);
+  let stream = table.get(functionName, streamId);
+  let ended = stream ? undefined : table.ended(functionName, streamId);
   if (!stream && !ended && !table.hasFunction(functionName)) throw notFound(table, functionName, streamId);
+  if (!stream && !ended && table.followLog) {
+    // Opened through another gateway: its outputs come from the shared output log.
+    const logSink = new SseSink(res, after);
+    let started = false;
+    const start = (): void => {
+      if (started) return;
+      started = true;
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", "x-accel-buffering": "no" });
+      logSink.write(`: outputs of ${functionName}/${streamId}\n\n`);
+    };
+    const relay: OutputSink = {
+      output: (n, json, bytes) => {
+        start();
+        logSink.output(n, json, bytes);
+      },
+      end: (record) => {
+        start();
+        logSink.end(record);
+      },
+    };
+    const stop = await table.followLog(functionName, streamId, after, relay);
+    if (stop) {
+      start();
+      res.once("close", stop);
+      return;
+    }
+    stream = table.get(functionName, streamId);
+    ended = stream ? undefined : table.ended(functionName, streamId);
+  }
   if (stream && stream.subscribers >= kMaxSinksPerStream) throw tooManySubscribers(functionName, streamId);
 
   let cancelWait: (() => void) | undefined;

@@ -65,7 +65,7 @@ export class WebSocketGateway {
     const sink = new WebSocketSink(socket as Socket);
     let opened: StreamHandle | Promise<StreamHandle>;
     try {
-      opened = this.#table.open(route.functionName, route.streamId, sink);
+      opened = this.#table.open(route.functionName, route.streamId, sink, resumeOf(req));
     } catch (err) {
       rejectUpgrade(socket, err);
       return;
@@ -240,6 +240,11 @@ class WebSocketSink implements OutputSink {
     this.ws.close(1000, record.status);
   }
 
+  detach(record: ErrorRecord): void {
+    this.error(record);
+    this.ws?.close(4409, record.code);
+  }
+
   flushEnd(): void {
     if (this.#pendingEnd) this.end(this.#pendingEnd);
   }
@@ -314,4 +319,14 @@ export function rejectUpgrade(socket: Duplex, err: unknown): void {
 
 function statusText(status: number): string {
   return STATUS_CODES[status] ?? "Error";
+}
+
+/** `?resume=1` and/or `?after=<n>`: the producer takes over a live stream, outputs relayed after n. */
+function resumeOf(req: IncomingMessage): { after: number } | undefined {
+  const q = new URL(req.url ?? "/", "http://x").searchParams;
+  const after = q.get("after");
+  if (q.get("resume") !== "1" && q.get("resume") !== "true" && after === null) return undefined;
+  const n = after === null ? 0 : Number(after);
+  if (!Number.isSafeInteger(n) || n < 0) throw new StreamfnError("INVALID_REQUEST", `after must be a whole number >= 0, got ${JSON.stringify(after)}`);
+  return { after: n };
 }

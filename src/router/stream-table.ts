@@ -35,11 +35,19 @@ export interface StreamTable {
    * - SHUTTING_DOWN (503): the table takes no new streams;
    * - FUNCTION_NOT_FOUND (404): no current version of `functionName`;
    * - INVALID_STREAM_ID (400): `streamId` is not 1-128 of A-Z a-z 0-9 . _ : ~ -;
-   * - STREAM_BUSY (409): a live stream has that id;
+   * - STREAM_BUSY (409): a live stream has that id (and `resume` was not asked for, or the
+   *   table cannot reattach: only cluster mode does);
    * - STREAM_ENDED (409): a stream with that id ended within the retention window;
    * - CAPACITY_EXCEEDED (503, `retryAfterMs`): no slot now and the wait queue is full.
    */
-  open(functionName: string, streamId: string | undefined, sink?: OutputSink): StreamHandle | Promise<StreamHandle>;
+  open(functionName: string, streamId: string | undefined, sink?: OutputSink, resume?: { after: number }): StreamHandle | Promise<StreamHandle>;
+
+  /**
+   * Cluster mode: follows the outputs of a stream opened elsewhere (another gateway) from its
+   * output log, after output `after`, into `sink` (outputs, then its end). Resolves to a stop
+   * function, or undefined when no stream with that id is known (live or within retention).
+   */
+  followLog?(functionName: string, streamId: string, after: number, sink: OutputSink): Promise<(() => void) | undefined>;
 
   /** The live stream (function, streamId), or undefined. Never throws. */
   get(functionName: string, streamId: string): StreamHandle | undefined;

@@ -31,6 +31,8 @@ export interface OutputSink {
   backedUp?(): boolean;
   /** Calls `cb` once when a backed-up sink can take more. */
   onceWritable?(cb: () => void): void;
+  /** The stream's producer reconnected elsewhere (cluster mode): this connection is cut off with `record`. */
+  detach?(record: { code: string; message: string }): void;
 }
 
 /** The producer side's flow control: paused while the stream's inbox is full. */

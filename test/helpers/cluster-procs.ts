@@ -52,31 +52,35 @@ export class ClusterProc {
 /** nats-server, a functions directory and the worker and gateway processes started over them. */
 export class TestCluster {
   readonly procs: ClusterProc[] = [];
+  /** `--memory` unless the cluster was started with `{ file: true }` (state that survives a nats-server restart). */
+  storageArgs: string[] = ["--memory"];
   private constructor(
     readonly nats: TestNatsServer,
     readonly dir: string,
     readonly prefix: string,
   ) {}
 
-  static async start(functions: Record<string, string>, prefix = "e2e"): Promise<TestCluster> {
+  static async start(functions: Record<string, string>, prefix = "e2e", opts: { file?: boolean } = {}): Promise<TestCluster> {
     const dir = await mkdtemp(join(tmpdir(), "streamfn-cluster-"));
     for (const [file, source] of Object.entries(functions)) {
       await mkdir(dirname(join(dir, file)), { recursive: true });
       await writeFile(join(dir, file), source);
     }
     const nats = await TestNatsServer.start();
-    return new TestCluster(nats, dir, prefix);
+    const c = new TestCluster(nats, dir, prefix);
+    if (opts.file) c.storageArgs = [];
+    return c;
   }
 
   async worker(name: string, leaseMs = 2_000, extra: string[] = []): Promise<ClusterProc> {
-    const p = new ClusterProc("worker", ["--nats", this.nats.url, "--prefix", this.prefix, "--memory", "--lease-ms", String(leaseMs), "--name", name, ...extra, this.dir]);
+    const p = new ClusterProc("worker", ["--nats", this.nats.url, "--prefix", this.prefix, ...this.storageArgs, "--lease-ms", String(leaseMs), "--name", name, ...extra, this.dir]);
     this.procs.push(p);
     await p.bg.waitFor(/"msg":"worker ready"/, 60_000);
     return p;
   }
 
   async gateway(extra: string[] = []): Promise<{ proc: ClusterProc; url: string; wsUrl: string }> {
-    const p = new ClusterProc("gateway", ["--nats", this.nats.url, "--prefix", this.prefix, "--memory", "--port", "0", ...extra]);
+    const p = new ClusterProc("gateway", ["--nats", this.nats.url, "--prefix", this.prefix, ...this.storageArgs, "--port", "0", ...extra]);
     this.procs.push(p);
     const m = await p.bg.waitFor(/"url":"(http:\/\/[^"]+)"/, 60_000);
     const url = m[1]!;
