@@ -91,7 +91,8 @@ interface Setup {
   name: string;
   wsBase: string;
   httpBase: string;
-  pids: () => number[];
+  /** Every server process of the set-up, by role. */
+  pids: () => [string, number][];
 }
 
 /** utime + stime of a process (all its threads), µs; 0 for a gone process. */
@@ -104,7 +105,11 @@ function cpuUs(pid: number): number {
     return 0;
   }
 }
-const cpuOf = (s: Setup): number => s.pids().reduce((sum, p) => sum + cpuUs(p), 0);
+const cpuOf = (s: Setup): Map<string, number> => {
+  const m = new Map<string, number>();
+  for (const [role, pid] of s.pids()) m.set(role, (m.get(role) ?? 0) + cpuUs(pid));
+  return m;
+};
 
 interface Flow {
   meanUs: number;
@@ -112,14 +117,16 @@ interface Flow {
   p99Us: number;
   eventsPerSec: number;
   cpuPerEventUs: number;
+  /** CPU per event by role (gateway, workers, nats-server; serve). */
+  split: Record<string, number>;
 }
 
 let streamSeq = 0;
 async function flow(s: Setup, streams: number, events: number, window: number): Promise<Flow> {
   const run = ++streamSeq;
   const producers = await connectMany((i) => `${s.wsBase}/echo/streams/b${run}-${i}`, streams, 50);
-  let cpu0 = 0;
-  let cpu1 = 0;
+  let cpu0 = new Map<string, number>();
+  let cpu1 = new Map<string, number>();
   const r: FlowResult = await runFlow(producers, events, window, payload, {
     start: async () => {
       cpu0 = cpuOf(s);
@@ -132,7 +139,13 @@ async function flow(s: Setup, streams: number, events: number, window: number): 
   let sum = 0;
   for (const x of r.latencyUs) sum += x;
   const [p50, p99] = percentiles(r.latencyUs, [50, 99]);
-  return { meanUs: sum / r.events, p50Us: p50!, p99Us: p99!, eventsPerSec: r.events / (r.wallMs / 1000), cpuPerEventUs: (cpu1 - cpu0) / r.events };
+  const split: Record<string, number> = {};
+  let total = 0;
+  for (const [role, us] of cpu1) {
+    split[role] = (us - (cpu0.get(role) ?? 0)) / r.events;
+    total += split[role]!;
+  }
+  return { meanUs: sum / r.events, p50Us: p50!, p99Us: p99!, eventsPerSec: r.events / (r.wallMs / 1000), cpuPerEventUs: total, split };
 }
 
 async function waitPort(port: number, p: Proc): Promise<void> {
@@ -174,7 +187,7 @@ async function startCluster(nats: TestNatsServer, prefix: string, workers: numbe
     name: `cluster 1 gateway + ${workers} worker${workers > 1 ? "s" : ""}`,
     wsBase: `ws://127.0.0.1:${port}/v1/functions`,
     httpBase: `http://127.0.0.1:${port}`,
-    pids: () => [gw.pid, ...ws.filter((w) => w.alive).map((w) => w.pid), nats.pid!],
+    pids: () => [["gateway", gw.pid], ...ws.filter((w) => w.alive).map((w): [string, number] => ["workers", w.pid]), ["nats-server", nats.pid!]],
   };
   return { setup, gateway: gw, workers: ws };
 }
@@ -199,7 +212,7 @@ try {
   const embPort = await freePort();
   const emb = new Proc("serve", ["serve", await functionsCopy(work), "--host", "127.0.0.1", "--port", String(embPort)], work);
   await waitPort(embPort, emb);
-  const embedded: Setup = { name: "embedded (streamfn serve)", wsBase: `ws://127.0.0.1:${embPort}/v1/functions`, httpBase: `http://127.0.0.1:${embPort}`, pids: () => [emb.pid] };
+  const embedded: Setup = { name: "embedded (streamfn serve)", wsBase: `ws://127.0.0.1:${embPort}/v1/functions`, httpBase: `http://127.0.0.1:${embPort}`, pids: () => [["serve", emb.pid]] };
   log(`embedded pid ${emb.pid} on ${embPort}`);
   const c1 = await startCluster(nats, "one", 1, work);
   log(`cluster one: gateway ${c1.gateway.pid}, worker ${c1.workers.map((w) => w.pid).join(", ")}`);
@@ -224,12 +237,12 @@ try {
       const one = await flow(s, 1, kLatencyEvents, 1);
       r.one.push(one);
       log(
-        `[run ${run}/${kRuns}] ${s.name}: rtt ${fmt(1e6 / rtt.eventsPerSec)} µs/event wall (round trip mean ${fmt(rtt.meanUs)} µs, p50 ${fmt(rtt.p50Us)}), server CPU ${fmt(rtt.cpuPerEventUs)} µs/event; ` +
+        `[run ${run}/${kRuns}] ${s.name}: rtt ${fmt(1e6 / rtt.eventsPerSec)} µs/event wall (round trip mean ${fmt(rtt.meanUs)} µs, p50 ${fmt(rtt.p50Us)}), server CPU ${fmt(rtt.cpuPerEventUs)} µs/event (${Object.entries(rtt.split).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")}); ` +
           `throughput ${fmt(tput.eventsPerSec)} events/s (CPU ${fmt(tput.cpuPerEventUs)} µs/event); one stream p50 ${fmt(one.p50Us)} µs p99 ${fmt(one.p99Us)} µs`,
       );
     }
   }
-  const med = (xs: Flow[], k: keyof Flow): number => median(xs.map((x) => x[k]));
+  const med = (xs: Flow[], k: Exclude<keyof Flow, "split">): number => median(xs.map((x) => x[k]));
   const base = per[embedded.name]!;
   const table: Record<string, unknown> = {};
   for (const s of setups) {
@@ -243,6 +256,8 @@ try {
       tputCpuPerEventUs: med(r.tput, "cpuPerEventUs"),
       oneP50Us: med(r.one, "p50Us"),
       oneP99Us: med(r.one, "p99Us"),
+      rttCpuSplit: Object.fromEntries(Object.keys(r.rtt[0]!.split).map((k) => [k, median(r.rtt.map((x) => x.split[k]!))])),
+      tputCpuSplit: Object.fromEntries(Object.keys(r.tput[0]!.split).map((k) => [k, median(r.tput.map((x) => x.split[k]!))])),
     };
     table[s.name] = {
       ...row,
