@@ -201,7 +201,18 @@ const stopAll = async (): Promise<void> => {
   await nats?.stop();
   await rm(work, { recursive: true, force: true });
 };
-process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => void stopAll().then(() => process.exit(130)));
+// Last resort if the bench dies without its cleanup: no server process outlives it.
+process.on("exit", () => {
+  for (const c of children) c.child.kill("SIGKILL");
+  if (nats?.pid) {
+    try {
+      process.kill(nats.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+});
 
 const results: Record<string, unknown> = {};
 let failed: unknown;
