@@ -3,7 +3,7 @@
 // consumer and subject counts with 10,000 streams opened and closed. Open = work item + one
 // event; claim = owner create + fence + one output; close = end record, ack, purge, release.
 //
-//   npm run bench:cluster [-- --runs 3 --events 20000 --streams 10000]
+//   npm run bench:cluster-primitives [-- --runs 3 --events 20000 --streams 10000]
 import { openCluster } from "../src/cluster/open-cluster.js";
 import type { ClusterHandle } from "../src/cluster/open-cluster.js";
 import type { WorkItem } from "../src/cluster/work-queue.js";
