@@ -87,6 +87,9 @@ export class GatewayMetrics {
         end: (record) => sink.end(record),
         ...(sink.backedUp ? { backedUp: () => sink.backedUp!() } : {}),
         ...(sink.onceWritable ? { onceWritable: (cb: () => void) => sink.onceWritable!(cb) } : {}),
+        // Every optional part of the sink contract is passed through: a missing one changes
+        // behaviour (without `detach`, a producer cut off by a reattachment would get an end record).
+        ...(sink.detach ? { detach: (record: { code: string; message: string }) => sink.detach!(record) } : {}),
       };
       this.#sinks.set(sink, w);
     }
@@ -100,7 +103,7 @@ export class GatewayMetrics {
     const wrapSink = (fn: string, sink: OutputSink | undefined): OutputSink | undefined => this.#wrapSink(fn, sink);
     const of = (fn: string): FnCounts => this.#of(fn);
     const overrides: Partial<StreamTable> = {
-      open: (fn, id, sink) => {
+      open: (fn, id, sink, resume) => {
         const counted = (s: StreamHandle): StreamHandle => {
           const key = `${s.functionName}\n${s.streamId}`;
           if (!known.has(key)) {
@@ -111,7 +114,7 @@ export class GatewayMetrics {
           }
           return s;
         };
-        const r = table.open(fn, id, wrapSink(fn, sink));
+        const r = table.open(fn, id, wrapSink(fn, sink), resume);
         return r instanceof Promise ? r.then(counted) : counted(r);
       },
       addSink: (stream, sink) => table.addSink(stream, wrapSink(stream.functionName, sink)!),
