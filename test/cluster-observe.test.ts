@@ -64,8 +64,8 @@ describe("watching a cluster: worker and gateway /metrics, status and dashboard"
   });
 
   it("counts streams, work lag and a kill -9 takeover; the gateway lists the dead worker as stale", async () => {
-    const wa = await cluster.worker("obs-a", 1_500, ["--port", "0"]);
-    const wb = await cluster.worker("obs-b", 1_500, ["--port", "0"]);
+    const wa = await cluster.worker("obs-a", 3_000, ["--port", "0"]);
+    const wb = await cluster.worker("obs-b", 3_000, ["--port", "0"]);
     const urls = new Map([
       ["obs-a", urlOf(wa)],
       ["obs-b", urlOf(wb)],
