@@ -25,6 +25,19 @@ import { ensureBuckets, kBinaryOutputHeader, kEndReasonHeader, kEventKindHeader,
 import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord, WorkerStatus } from "./wire.js";
 import { kWorkerStatusEveryMs } from "./wire.js";
 
+// One of each per process: outputs and events pass through them one by one.
+const kDecoder = new TextDecoder();
+const kEncoder = new TextEncoder();
+
+/** A stream's end record as the worker wrote it to the output log; an unreadable one fails the stream. */
+function endRecordOf(data: Uint8Array, events: number, outputs: number): EndRecord {
+  try {
+    return JSON.parse(kDecoder.decode(data)) as EndRecord;
+  } catch {
+    return { type: "end", status: "failed", reason: "error", events, outputs, error: { code: "INTERNAL", message: "unreadable end record" } };
+  }
+}
+
 const kStreamIdPattern = /^[A-Za-z0-9._:~-]{1,128}$/;
 /** A producer that ignores pause may overshoot the in-flight bound this much before INBOX_FULL. */
 const kHardFactor = 4;
@@ -309,13 +322,7 @@ export class ClusterStreamTable implements StreamTable {
       resumed ? resume!.after + 1 : 1,
       (r) => {
         if (r.kind === "end") {
-          let end: EndRecord;
-          try {
-            end = JSON.parse(new TextDecoder().decode(r.data)) as EndRecord;
-          } catch {
-            end = { type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error: { code: "INTERNAL", message: "unreadable end record" } };
-          }
-          this.#close(s, end);
+          this.#close(s, endRecordOf(r.data, s.events, s.outputs));
           return;
         }
         if (s.state === "waiting") {
@@ -324,7 +331,7 @@ export class ClusterStreamTable implements StreamTable {
         }
         s.outputs = r.position;
         const binary = r.headers?.get(kBinaryOutputHeader) === "1";
-        const json = binary ? undefined : new TextDecoder().decode(r.data);
+        const json = binary ? undefined : kDecoder.decode(r.data);
         const bytes = binary ? r.data : undefined;
         const kept: RetainedOutput = binary ? { n: r.position, bytes: bytes! } : { n: r.position, json: json! };
         if (this.#options.outputRetention > 0) {
@@ -348,18 +355,12 @@ export class ClusterStreamTable implements StreamTable {
       after + 1,
       (r) => {
         if (r.kind === "end") {
-          let end: EndRecord;
-          try {
-            end = JSON.parse(new TextDecoder().decode(r.data)) as EndRecord;
-          } catch {
-            end = { type: "end", status: "failed", reason: "error", events: 0, outputs: r.position - 1, error: { code: "INTERNAL", message: "unreadable end record" } };
-          }
-          sink.end(end);
+          sink.end(endRecordOf(r.data, 0, r.position - 1));
           feed.close();
           return;
         }
         const binary = r.headers?.get(kBinaryOutputHeader) === "1";
-        sink.output(r.position, binary ? undefined : new TextDecoder().decode(r.data), binary ? r.data : undefined);
+        sink.output(r.position, binary ? undefined : kDecoder.decode(r.data), binary ? r.data : undefined);
       },
       (err) => sink.end({ type: "end", status: "failed", reason: "error", events: 0, outputs: 0, error: { code: err.code, message: err.message } }),
     );
@@ -473,7 +474,7 @@ export class ClusterStreamTable implements StreamTable {
     s.lastSeq = seq ?? s.lastSeq + 1;
     s.lastEventTime = Date.now();
     const position = ++s.position;
-    const body = binary ? new Uint8Array(data as ArrayBuffer) : new TextEncoder().encode(JSON.stringify(data));
+    const body = binary ? new Uint8Array(data as ArrayBuffer) : kEncoder.encode(JSON.stringify(data));
     const extra: Record<string, string> = { [kEventKindHeader]: binary ? "bin" : "json", [kEventSeqHeader]: String(s.lastSeq) };
     this.#publish(s, position, body, extra);
     if (s.events >= s.options.maxEvents) this.endInput(s, "max-events");
@@ -561,7 +562,7 @@ export class ClusterStreamTable implements StreamTable {
     const s = stream as ClusterStream;
     if (s.state === "done") return;
     if (!s.inputEnd) s.inputEnd = "end";
-    this.#publish(s, ++s.position, new TextEncoder().encode(JSON.stringify(error)), { [kEventKindHeader]: "cancel" });
+    this.#publish(s, ++s.position, kEncoder.encode(JSON.stringify(error)), { [kEventKindHeader]: "cancel" });
     this.#close(s, { type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error });
   }
 
@@ -569,7 +570,7 @@ export class ClusterStreamTable implements StreamTable {
     const s = stream as ClusterStream;
     if (s.state === "done") return;
     if (s.queuedForWork) {
-      this.#publish(s, ++s.position, new TextEncoder().encode(JSON.stringify({ code: "STREAM_CANCELLED", message: "the producer never connected" })), { [kEventKindHeader]: "cancel" });
+      this.#publish(s, ++s.position, kEncoder.encode(JSON.stringify({ code: "STREAM_CANCELLED", message: "the producer never connected" })), { [kEventKindHeader]: "cancel" });
     }
     this.#close(s, undefined);
     if (!s.queuedForWork) void this.#buckets.streams.delete(streamRecordKey(s.functionName, s.streamId)).catch(() => {});

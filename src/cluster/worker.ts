@@ -25,6 +25,9 @@ import { ensureBuckets, eventKindOf, kBinaryOutputHeader, kEndReasonHeader, kEve
 import type { CatalogEntry, ClusterBuckets, WorkerStatus } from "./wire.js";
 import { kWorkerStatusEveryMs } from "./wire.js";
 
+/** One per process: every event read from the log is decoded through it. */
+const kDecoder = new TextDecoder();
+
 export interface ClusterWorkerOptions {
   nats: string;
   functionsDir: string;
@@ -401,7 +404,7 @@ export class ClusterWorker {
           const seq = Number(r.headers?.get(kEventSeqHeader) ?? "");
           const seqArg = Number.isSafeInteger(seq) && seq > 0 ? seq : undefined;
           if (kind === "json") {
-            const text = new TextDecoder().decode(r.data);
+            const text = kDecoder.decode(r.data);
             this.#table.push(s, JSON.parse(text), seqArg, false, r.data.byteLength);
           } else {
             const copy = new Uint8Array(r.data.byteLength);
@@ -416,7 +419,7 @@ export class ClusterWorker {
         } else if (kind === "cancel") {
           let error: ErrorRecord = { code: "STREAM_CANCELLED", message: "the stream was cancelled" };
           try {
-            error = JSON.parse(new TextDecoder().decode(r.data)) as ErrorRecord;
+            error = JSON.parse(kDecoder.decode(r.data)) as ErrorRecord;
           } catch {
             // keep the default
           }
