@@ -3,7 +3,7 @@ import { Option } from "commander";
 import { StreamfnError } from "../../api/errors.js";
 import { parseCount, parsePort } from "../config.js";
 import { withExample } from "../util.js";
-import { jsonLineLogger } from "./worker.js";
+import { processLogger } from "./worker.js";
 
 interface GatewayFlags {
   nats: string;
@@ -39,7 +39,7 @@ export function registerGateway(program: Command): void {
     .option("--ping-interval-ms <ms>", "WebSocket keep-alive ping interval; 0 turns it off (default 30000)", (v) => parseMs(v, "--ping-interval-ms"))
     .action(async (opts: GatewayFlags) => {
       const { ClusterGatewayServer } = await import("../../cluster/gateway-server.js");
-      const logger = jsonLineLogger();
+      const logger = await processLogger();
       const server = await ClusterGatewayServer.start({
         nats: opts.nats,
         port: opts.port ?? 8080,

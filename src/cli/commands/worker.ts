@@ -4,6 +4,7 @@ import { StreamfnError } from "../../api/errors.js";
 import type { StreamFunctionOptions } from "../../api/types.js";
 import { applySetting, readConfigFile } from "../config.js";
 import { collect, withExample } from "../util.js";
+import type { ServerLogger } from "../../server/logger.js";
 
 interface WorkerFlags {
   nats: string;
@@ -28,11 +29,13 @@ function parseMs(value: string): number {
 }
 
 /** JSON lines on stdout: what a process supervisor collects. */
-export function jsonLineLogger(): { info(obj: object, msg: string): void; warn(obj: object, msg: string): void } {
-  const line = (level: string, obj: object, msg: string): void => {
-    process.stdout.write(`${JSON.stringify({ time: Date.now(), level, msg, ...obj })}\n`);
-  };
-  return { info: (o, m) => line("info", o, m), warn: (o, m) => line("warn", o, m) };
+/**
+ * The process's log: the server log `streamfn serve` writes (pino; JSON lines, readable lines
+ * on a terminal), loaded when the command runs.
+ */
+export async function processLogger(): Promise<ServerLogger> {
+  const { createServerLogger } = await import("../../server/logger.js");
+  return createServerLogger();
 }
 
 export function registerWorker(program: Command): void {
@@ -56,7 +59,7 @@ export function registerWorker(program: Command): void {
       for (const [k, v] of Object.entries(cfg.functions ?? {})) overrides[k] = { ...v };
       for (const s of opts.set) applySetting(s, defaults, overrides);
       const { ClusterWorker } = await import("../../cluster/worker.js");
-      const logger = jsonLineLogger();
+      const logger = await processLogger();
       const worker = await ClusterWorker.start({
         nats: opts.nats,
         functionsDir: dir,
