@@ -4,6 +4,8 @@
 // nats-server summed in cluster mode), right before the first send and after the last output.
 //
 //   npm run bench:cluster [-- --runs 3 --events 200 --tput-events 400 --many 2000 --kills 5]
+//   npm run bench:cluster -- --profile DIR    # also writes a V8 CPU profile of every server
+//                                            # process to DIR (summarise: node dist/bench/profile-summary.js DIR/*.cpuprofile)
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { execFileSync } from "node:child_process";
@@ -37,6 +39,7 @@ const kLatencyEvents = arg("latency-events", 500);
 const kMany = arg("many", 2000);
 const kKills = arg("kills", 5);
 const kLeaseMs = 1000;
+const kProfileDir = ((i) => (i > 0 ? process.argv[i + 1] : undefined))(process.argv.indexOf("--profile"));
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const cli = join(root, "dist", "src", "cli", "main.js");
@@ -54,7 +57,8 @@ class Proc {
   readonly child: ChildProcess;
   output = "";
   constructor(readonly label: string, args: string[], cwd: string) {
-    this.child = spawn(process.execPath, [cli, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+    const prof = kProfileDir ? ["--cpu-prof", "--cpu-prof-dir", kProfileDir, "--cpu-prof-name", `${label.replace(/\W+/g, "-")}-${Date.now()}.cpuprofile`] : [];
+    this.child = spawn(process.execPath, [...prof, cli, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
     const take = (c: Buffer): void => {
       this.output = (this.output + c.toString()).slice(-50_000);
     };

@@ -1,7 +1,6 @@
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { MsgHdrs, Subscription } from "@nats-io/transport-node";
-import { jetstream } from "@nats-io/jetstream";
-import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { AckedPublisher, kMsgIdHeader } from "./acked-publish.js";
 import { StreamfnError } from "../api/errors.js";
 import type { Cluster } from "./ensure-cluster.js";
 import { eventSubject } from "./names.js";
@@ -48,16 +47,14 @@ export function positionOf(h: MsgHdrs | undefined): number | undefined {
  */
 export class EventLog {
   readonly #cluster: Cluster;
-  readonly #js: JetStreamClient;
+  readonly #publisher: AckedPublisher;
   readonly #window: Window;
-  readonly #ackTimeoutMs: number;
   readonly #attempts: number;
 
   constructor(cluster: Cluster, options: EventLogOptions = {}) {
     this.#cluster = cluster;
-    this.#js = jetstream(cluster.nc);
+    this.#publisher = new AckedPublisher(cluster.nc, options.ackTimeoutMs ?? 5_000);
     this.#window = new Window(options.maxInFlight ?? 1024);
-    this.#ackTimeoutMs = options.ackTimeoutMs ?? 5_000;
     this.#attempts = options.attempts ?? 3;
   }
 
@@ -82,13 +79,13 @@ export class EventLog {
     const h = natsHeaders();
     h.set(kPositionHeader, String(position));
     if (extra) for (const [k, v] of Object.entries(extra)) h.set(k, v);
-    const msgID = `${fn}/${streamId}/${position}`;
+    h.set(kMsgIdHeader, `${fn}/${streamId}/${position}`);
     await this.#window.acquire();
     try {
       let last: unknown;
       for (let i = 0; i < this.#attempts; i++) {
         try {
-          const ack: PubAck = await this.#js.publish(subject, data, { msgID, headers: h, timeout: this.#ackTimeoutMs });
+          const ack = await this.#publisher.publish(subject, data, h);
           return { seq: ack.seq, duplicate: ack.duplicate };
         } catch (err) {
           last = err;

@@ -43,6 +43,8 @@ export class OrderedFeed {
   #sub: Subscription | undefined;
   #reading = false;
   #readAgain = false;
+  /** A record came live: from it on the subscription delivers everything, reads only fill gaps. */
+  #sawLive = false;
   #gapSince: number | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
@@ -64,6 +66,7 @@ export class OrderedFeed {
         if (err || this.#closed) return;
         const position = this.#o.positionOf(msg.headers);
         if (position === undefined) return;
+        this.#sawLive = true;
         this.#take({ position, seq: 0, data: msg.data, headers: msg.headers });
         if (this.#pending.size > 0) this.#readBack();
       },
@@ -109,8 +112,11 @@ export class OrderedFeed {
             this.#lastSeq = m.seq;
             const position = this.#o.positionOf(m.header);
             if (position !== undefined) this.#take({ position, seq: m.seq, data: m.data, headers: m.header });
+            // Caught up with the live records: reading on would fetch each later record twice
+            // (once live, once stored), chasing the head of a busy stream one request at a time.
+            if (this.#sawLive && this.#pending.size === 0) break;
           }
-        } while (this.#readAgain && !this.#closed);
+        } while (this.#readAgain && !this.#closed && (!this.#sawLive || this.#pending.size > 0));
       } catch (err) {
         this.#fail(err instanceof StreamfnError ? err : new StreamfnError("CLUSTER_ERROR", String(err)));
         return;

@@ -1,7 +1,6 @@
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { jetstream } from "@nats-io/jetstream";
-import type { JetStreamClient } from "@nats-io/jetstream";
+import { AckedPublisher, kExpectedLastSubjectSeqHeader, kMsgIdHeader } from "./acked-publish.js";
 import { StreamfnError } from "../api/errors.js";
 import type { Cluster } from "./ensure-cluster.js";
 import { outputSubject } from "./names.js";
@@ -72,11 +71,11 @@ export interface WriterIdentity {
  */
 export class OutputLog {
   readonly #cluster: Cluster;
-  readonly #js: JetStreamClient;
+  readonly #publisher: AckedPublisher;
 
   constructor(cluster: Cluster) {
     this.#cluster = cluster;
-    this.#js = jetstream(cluster.nc);
+    this.#publisher = new AckedPublisher(cluster.nc);
   }
 
   subject(fn: string, streamId: string): string {
@@ -108,13 +107,11 @@ export class OutputLog {
       const h = natsHeaders();
       h.set(kRecordKindHeader, "fence");
       h.set(kOutputNumberHeader, String(n));
+      h.set(kExpectedLastSubjectSeqHeader, String(lastSeq));
+      h.set(kMsgIdHeader, `${fn}/${streamId}/fence/${who.epoch}`);
       try {
-        const ack = await this.#js.publish(subject, JSON.stringify({ type: "fence", epoch: who.epoch, worker: who.worker }), {
-          headers: h,
-          expect: { lastSubjectSequence: lastSeq },
-          msgID: `${fn}/${streamId}/fence/${who.epoch}`,
-        });
-        return new OutputWriter(this.#js, fn, streamId, subject, who.epoch, ack.seq, n, last?.kind === "end");
+        const ack = await this.#publisher.publish(subject, JSON.stringify({ type: "fence", epoch: who.epoch, worker: who.worker }), h);
+        return new OutputWriter(this.#publisher, fn, streamId, subject, who.epoch, ack.seq, n, last?.kind === "end");
       } catch (err) {
         if (!isWrongLastSequence(err)) throw clusterError(`cannot fence the outputs of stream ${streamId} (${fn})`, err);
       }
@@ -172,7 +169,7 @@ export class OutputWriter {
   #fenced: FencedError | undefined;
 
   constructor(
-    private readonly js: JetStreamClient,
+    private readonly publisher: AckedPublisher,
     readonly fn: string,
     readonly streamId: string,
     readonly subject: string,
@@ -222,18 +219,16 @@ export class OutputWriter {
     h.set(kRecordKindHeader, kind);
     h.set(kOutputNumberHeader, String(n));
     if (extra) for (const [k, v] of Object.entries(extra)) h.set(k, v);
+    h.set(kMsgIdHeader, `${this.fn}/${this.streamId}/${n}@${this.epoch}`);
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
+      h.set(kExpectedLastSubjectSeqHeader, String(this.#lastSeq));
       try {
         // A retry after a lost ack is answered as a duplicate of the first (same msg id) with its
         // sequence. The epoch is part of the id: the server checks duplicates before the expected
         // sequence, so without it a stale owner writing the number its successor just wrote
         // would be answered "duplicate" (with the successor's sequence) instead of refused.
-        const ack = await this.js.publish(this.subject, data, {
-          headers: h,
-          msgID: `${this.fn}/${this.streamId}/${n}@${this.epoch}`,
-          expect: { lastSubjectSequence: this.#lastSeq },
-        });
+        const ack = await this.publisher.publish(this.subject, data, h);
         this.#lastSeq = ack.seq;
         this.#n = n;
         return { dropped: false, seq: ack.seq };
