@@ -9,6 +9,7 @@ import type { ClusterHandle } from "../src/cluster/open-cluster.js";
 import { OrderedFeed } from "../src/cluster/ordered-feed.js";
 import { kPositionHeader, positionOf } from "../src/cluster/event-log.js";
 import { FencedError } from "../src/cluster/output-log.js";
+import { AckTimeoutError, AckedPublisher, PublishRefusedError, kExpectedLastSubjectSeqHeader } from "../src/cluster/acked-publish.js";
 import { freePort, kSkipWithoutNats, TestNatsServer } from "./helpers/nats-server.js";
 import { eventually } from "./helpers/server.js";
 
@@ -34,6 +35,46 @@ describe("cluster: connect", { skip: kSkipWithoutNats }, () => {
       const nc = await connectCluster({ servers: nats.url, token: "s3cret" });
       await nc.close();
     } finally {
+      await nats.stop();
+    }
+  });
+});
+
+describe("cluster: acknowledged publishes", { skip: kSkipWithoutNats }, () => {
+  it("resolves with the stored sequence, refuses with JetStream's error code, and times out when no acknowledgement comes", async () => {
+    const nats = await TestNatsServer.start();
+    const h = await openCluster({ servers: nats.url, prefix: "ack", leaseMs: 2_000 });
+    const p = new AckedPublisher(h.cluster.nc, 10_000);
+    const quick = new AckedPublisher(h.cluster.nc, 300);
+    try {
+      const subject = h.events.subject("f", "s1");
+      const acks = await Promise.all([1, 2, 3].map((i) => p.publish(subject, enc(String(i)))));
+      assert.deepEqual(acks.map((a) => a.stream), [h.cluster.settings.names.events, h.cluster.settings.names.events, h.cluster.settings.names.events]);
+      assert.ok(acks[0]!.seq < acks[1]!.seq && acks[1]!.seq < acks[2]!.seq, "in order");
+
+      const hdr = natsHeaders();
+      hdr.set(kExpectedLastSubjectSeqHeader, "1");
+      const wrong = await p.publish(subject, enc("4"), hdr).catch((e: unknown) => e);
+      assert.ok(wrong instanceof PublishRefusedError, String(wrong));
+      assert.equal(wrong.code, 10071, wrong.message);
+
+      const none = await p.publish("nothing.stores.this", enc("x")).catch((e: unknown) => e);
+      assert.ok(none instanceof PublishRefusedError, String(none));
+      assert.match(none.message, /nothing\.stores\.this/);
+
+      // A stopped server answers nothing: the publish fails after the timeout instead of hanging.
+      process.kill(nats.pid!, "SIGSTOP");
+      try {
+        const late = await quick.publish(subject, enc("5")).catch((e: unknown) => e);
+        assert.ok(late instanceof AckTimeoutError, String(late));
+        assert.equal(quick.pending, 0);
+      } finally {
+        process.kill(nats.pid!, "SIGCONT");
+      }
+    } finally {
+      p.close();
+      quick.close();
+      await h.close();
       await nats.stop();
     }
   });
