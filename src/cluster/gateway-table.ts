@@ -458,24 +458,28 @@ export class ClusterStreamTable implements StreamTable {
     }
   }
 
-  push(stream: StreamHandle, data: unknown, seq: number | undefined, binary: boolean, bytes: number): PushResult {
+  push(stream: StreamHandle, data: unknown, seq: number | undefined, binary: boolean, bytes: number, envelopeText?: string): PushResult {
     const s = stream as ClusterStream;
     if (seq !== undefined && seq <= s.lastSeq) {
       s.duplicates++;
       return { accepted: false, seq };
     }
     this.#check(s, 1, [bytes]);
-    this.#append(s, data, seq, binary);
+    this.#append(s, data, seq, binary, envelopeText);
     return { accepted: true, seq: s.lastSeq };
   }
 
-  #append(s: ClusterStream, data: unknown, seq: number | undefined, binary: boolean): void {
+  #append(s: ClusterStream, data: unknown, seq: number | undefined, binary: boolean, envelopeText?: string): void {
     s.events++;
     s.lastSeq = seq ?? s.lastSeq + 1;
     s.lastEventTime = Date.now();
     const position = ++s.position;
-    const body = binary ? new Uint8Array(data as ArrayBuffer) : kEncoder.encode(JSON.stringify(data));
-    const extra: Record<string, string> = { [kEventKindHeader]: binary ? "bin" : "json", [kEventSeqHeader]: String(s.lastSeq) };
+    // The envelope's text as it came is logged when there is one: the worker hands it to the
+    // instance unparsed, so the event is parsed once in the gateway (to judge it) and once in
+    // the sandbox, never serialised again.
+    const kind = binary ? "bin" : envelopeText !== undefined ? "env" : "json";
+    const body = binary ? new Uint8Array(data as ArrayBuffer) : kEncoder.encode(envelopeText ?? JSON.stringify(data));
+    const extra: Record<string, string> = { [kEventKindHeader]: kind, [kEventSeqHeader]: String(s.lastSeq) };
     this.#publish(s, position, body, extra);
     if (s.events >= s.options.maxEvents) this.endInput(s, "max-events");
     this.#flow(s);

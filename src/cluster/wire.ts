@@ -13,7 +13,10 @@ import { clusterError } from "./nats-errors.js";
  * subject. Kept in one module so both sides agree on every header and key.
  */
 
-/** Event record kind: `json` or `bin` data, `end` (input ended) or `cancel` (the stream was failed). */
+/**
+ * Event record kind: `env` (the producer's envelope text as it came, `{"data": …, "seq": …}`),
+ * `json` (the data's JSON text) or `bin` data, `end` (input ended) or `cancel` (the stream was failed).
+ */
 export const kEventKindHeader = "Sfn-Ev";
 /** The producer's seq of a data event. */
 export const kEventSeqHeader = "Sfn-Seq";
@@ -22,11 +25,11 @@ export const kEndReasonHeader = "Sfn-Reason";
 /** Set on an output record whose body is binary (else it is the output's JSON text). */
 export const kBinaryOutputHeader = "Sfn-Bin";
 
-export type EventKind = "json" | "bin" | "end" | "cancel";
+export type EventKind = "env" | "json" | "bin" | "end" | "cancel";
 
 export function eventKindOf(h: MsgHdrs | undefined): EventKind | undefined {
   const k = h?.get(kEventKindHeader);
-  return k === "json" || k === "bin" || k === "end" || k === "cancel" ? k : undefined;
+  return k === "env" || k === "json" || k === "bin" || k === "end" || k === "cancel" ? k : undefined;
 }
 
 /** One function as a worker serves it: what a gateway checks a request against before a stream exists. */

@@ -400,12 +400,13 @@ export class ClusterWorker {
       const r = run.pending.shift()!;
       const kind = eventKindOf(r.headers);
       try {
-        if (kind === "json" || kind === "bin") {
+        if (kind === "env" || kind === "json" || kind === "bin") {
           const seq = Number(r.headers?.get(kEventSeqHeader) ?? "");
           const seqArg = Number.isSafeInteger(seq) && seq > 0 ? seq : undefined;
-          if (kind === "json") {
+          if (kind !== "bin") {
+            // Not parsed here: the text goes to the instance as an envelope and is parsed there.
             const text = kDecoder.decode(r.data);
-            this.#table.push(s, JSON.parse(text), seqArg, false, r.data.byteLength);
+            this.#table.push(s, undefined, seqArg, false, r.data.byteLength, kind === "env" ? text : `{"data":${text}}`);
           } else {
             const copy = new Uint8Array(r.data.byteLength);
             copy.set(r.data);
