@@ -21,6 +21,19 @@ export default defineStreamFunction({
 });
 `;
 
+// Outputs large enough that a producer that stops reading backs the gateway's socket up at once.
+const kBigOutputs = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  idleTimeoutMs: 60_000,
+  stallTimeoutMs: 500,
+  async *handler(events) {
+    let n = 0;
+    for await (const e of events) yield { i: e, n: ++n, pad: "z".repeat(100000) };
+    yield { done: n };
+  },
+});
+`;
+
 function expectedOutputs(xs: number[]): unknown[] {
   let sum = 0;
   const out: unknown[] = xs.map((x) => ({ x, sum: (sum += x) }));
@@ -37,7 +50,7 @@ function outputsByN(records: Rec[]): Map<number, unknown> {
 describe("cluster failover: a producer resumes on another gateway", { skip: kSkipWithoutNats }, () => {
   let cluster: TestCluster;
   before(async () => {
-    cluster = await TestCluster.start({ "sum.ts": kRunningSum }, "failover");
+    cluster = await TestCluster.start({ "sum.ts": kRunningSum, "big.ts": kBigOutputs }, "failover");
   });
   after(async () => {
     await cluster?.close();
@@ -83,6 +96,37 @@ describe("cluster failover: a producer resumes on another gateway", { skip: kSki
     assert.deepEqual(sse.outputs().map((r) => r.data), expectedOutputs(xs).slice(2));
     const all = ns.map((n) => seenOnA.get(n) ?? seenOnB.get(n));
     assert.deepEqual(all, expectedOutputs(xs));
+  });
+
+  it("a gateway that dies while its producer's reads are backed up does not hold the handler for ever; the producer resumes on B and gets every output once", async () => {
+    await cluster.worker("fw-hold");
+    const a = await cluster.gateway();
+    const b = await cluster.gateway();
+    const id = "fo-held";
+    const onA = await StreamClient.connect(`${a.wsUrl}/v1/functions/big/streams/${id}`);
+    onA.ws.pause();
+    for (let i = 1; i <= 200; i++) onA.event(i, i);
+    // The handler is held: A relays outputs into a backed-up socket and tells the worker so.
+    let held: { state?: string; outputs?: number; heldOutputs?: number } = {};
+    for (const t0 = Date.now(); Date.now() - t0 < 30_000; await new Promise((r) => setTimeout(r, 50))) {
+      held = (await (await fetch(`${a.url}/v1/functions/big/streams/${id}`)).json()) as typeof held;
+      if ((held.heldOutputs ?? 0) > 0) break;
+    }
+    assert.ok((held.heldOutputs ?? 0) > 0, `the gateway holds the stream: ${JSON.stringify(held)}`);
+    await new Promise((r) => setTimeout(r, 800)); // past stallTimeoutMs: held is not stalled
+    assert.ok((held.outputs ?? 0) < 200, `the handler was held back: ${JSON.stringify(held)}`);
+    a.proc.signal("SIGKILL");
+    onA.ws.terminate(); // a paused socket would not read the close
+
+    // B reattaches from the start and resends every event (the ones A stored are dropped as duplicates).
+    const onB = await StreamClient.connect(`${b.wsUrl}/v1/functions/big/streams/${id}?resume=1&after=0`);
+    for (let i = 1; i <= 200; i++) onB.event(i, i);
+    onB.end();
+    const end = await onB.waitEnd(60_000);
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    const outs = onB.records.filter((r) => r.type === "output");
+    assert.deepEqual(outs.map((r) => r.n), Array.from({ length: 201 }, (_, i) => i + 1), "every output once, in order");
+    assert.deepEqual((outs[200]!.data as { done: number }).done, 200);
   });
 
   it("a newer reattachment cuts the older connection off with STREAM_TAKEN_OVER; the stream goes on", async () => {

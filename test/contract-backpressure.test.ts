@@ -136,7 +136,7 @@ describe("contract: bounded inboxes and backpressure", () => {
     assert.deepEqual(rec.outputs, [{ n: 1000, inOrder: true }]);
   });
 
-  it("a consumer that stops reading outputs holds the handler back without it being failed as stalled", notOnCluster("a slow output consumer does not hold the worker's handler back yet"), async () => {
+  it("a consumer that stops reading outputs holds the handler back without it being failed as stalled", async () => {
     const t2 = await startContractTarget({
       "big.ts": fnSource(`{
         stallTimeoutMs: 300,
@@ -156,7 +156,7 @@ describe("contract: bounded inboxes and backpressure", () => {
       await eventually(
         async () => {
           const s = await t2.stream("big", id);
-          if (s?.state !== "running") throw new Error(`the stream ended early: ${JSON.stringify(s)}`);
+          if (s === undefined || s.state === "ended") throw new Error(`the stream ended early: ${JSON.stringify(s)}`);
           return s.heldOutputs! > 0;
         },
         15_000,
@@ -176,7 +176,7 @@ describe("contract: bounded inboxes and backpressure", () => {
     }
   });
 
-  it("a consumer slow to read the final outputs does not fail the handler's epilogue", notOnCluster("a slow output consumer does not hold the worker's handler back yet"), async () => {
+  it("a consumer slow to read the final outputs does not fail the handler's epilogue", async () => {
     const t2 = await startContractTarget({
       "tail.ts": fnSource(`{
         epilogueMs: 1000,

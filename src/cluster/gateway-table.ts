@@ -21,6 +21,7 @@ import type {
 import { isWrongLastSequence } from "./nats-errors.js";
 import type { ClusterHandle } from "./open-cluster.js";
 import type { OrderedFeed } from "./ordered-feed.js";
+import { GatewayHold, holdSubject } from "./output-hold.js";
 import { ensureBuckets, kBinaryOutputHeader, kEndReasonHeader, kEventKindHeader, kEventSeqHeader, progressSubject, streamRecordKey } from "./wire.js";
 import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord, WorkerStatus } from "./wire.js";
 import { kWorkerStatusEveryMs } from "./wire.js";
@@ -90,7 +91,11 @@ class ClusterStream implements StreamHandle {
     return Math.max(0, this.position - this.consumed);
   }
   readonly inflight = 0;
-  readonly heldOutputs = 0;
+  /** Signals the owning worker while this gateway's sinks are backed up (set when the stream is set up). */
+  hold: GatewayHold | undefined;
+  get heldOutputs(): number {
+    return this.hold?.holding ? this.hold.heldOutputs : 0;
+  }
   get subscribers(): number {
     return this.sinks.size;
   }
@@ -294,6 +299,7 @@ export class ClusterStreamTable implements StreamTable {
       this.#waiterCount -= waiting.size;
       for (const cb of waiting) cb(s);
     }
+    s.hold = new GatewayHold(this.#c.cluster.nc, holdSubject(this.#c.cluster), { fn, sid: id, gw: this.name }, () => s.sinks);
     s.progress = this.#c.cluster.nc.subscribe(progressSubject(this.#c.cluster, fn, id), {
       callback: (err, msg) => {
         if (err) return;
@@ -338,7 +344,13 @@ export class ClusterStreamTable implements StreamTable {
           s.retained.push(kept);
           if (s.retained.length > this.#options.outputRetention) s.retained.shift();
         }
-        for (const k of s.sinks) k.output(r.position, json, bytes);
+        let backed = false;
+        for (const k of s.sinks) {
+          k.output(r.position, json, bytes);
+          if (k.backedUp?.()) backed = true;
+        }
+        if (s.hold!.holding) s.hold!.heldOutputs++;
+        if (backed || s.hold!.holding) s.hold!.check();
       },
       (err) => this.#close(s, { type: "end", status: "failed", reason: "error", events: s.events, outputs: s.outputs, error: { code: err.code, message: err.message } }),
     );
@@ -407,6 +419,7 @@ export class ClusterStreamTable implements StreamTable {
     s.state = "done";
     s.feed?.close();
     s.progress?.unsubscribe();
+    s.hold?.release();
     const key = `${s.functionName}\n${s.streamId}`;
     if (this.#live.get(key) === s) this.#live.delete(key);
     const record: ErrorRecord = { code: "STREAM_TAKEN_OVER", message: `stream "${s.streamId}" of ${s.functionName} was reattached by a newer connection; this one is cut off` };
@@ -559,7 +572,9 @@ export class ClusterStreamTable implements StreamTable {
   }
 
   removeSink(stream: StreamHandle, sink: OutputSink): void {
-    (stream as ClusterStream).sinks.delete(sink);
+    const s = stream as ClusterStream;
+    s.sinks.delete(sink);
+    if (s.hold?.holding) s.hold.check();
   }
 
   fail(stream: StreamHandle, error: ErrorRecord): void {
@@ -586,6 +601,7 @@ export class ClusterStreamTable implements StreamTable {
     s.state = "done";
     s.feed?.close();
     s.progress?.unsubscribe();
+    s.hold?.release();
     const key = `${s.functionName}\n${s.streamId}`;
     if (this.#live.get(key) === s) this.#live.delete(key);
     if (s.producerPaused) s.producer?.resume();
@@ -606,6 +622,7 @@ export class ClusterStreamTable implements StreamTable {
     for (const s of [...this.#live.values()]) {
       s.feed?.close();
       s.progress?.unsubscribe();
+      s.hold?.release();
     }
   }
 }

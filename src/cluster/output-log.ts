@@ -167,6 +167,8 @@ export class OutputWriter {
   #n: number;
   #chain: Promise<unknown> = Promise.resolve();
   #fenced: FencedError | undefined;
+  #queued = 0;
+  #drained: (() => void)[] = [];
 
   constructor(
     private readonly publisher: AckedPublisher,
@@ -193,6 +195,17 @@ export class OutputWriter {
     return this.#n;
   }
 
+  /** Records queued and not yet stored (or refused). */
+  get backlog(): number {
+    return this.#queued;
+  }
+
+  /** Calls `cb` once the backlog is down to `atMost`. */
+  onceBacklogAtMost(atMost: number, cb: () => void): void {
+    if (this.#queued <= atMost) cb();
+    else this.#drained.push(() => (this.#queued <= atMost ? cb() : this.onceBacklogAtMost(atMost, cb)));
+  }
+
   /** Appends output number `n` (1, 2, 3… in order). Resolves `dropped` for a number already delivered. */
   write(n: number, data: Uint8Array | string, extra?: Record<string, string>): Promise<{ dropped: boolean; seq: number }> {
     return this.#enqueue("output", n, data, extra);
@@ -205,7 +218,16 @@ export class OutputWriter {
 
   #enqueue(kind: "output" | "end", n: number | undefined, data: Uint8Array | string, extra?: Record<string, string>): Promise<{ dropped: boolean; seq: number }> {
     const run = this.#chain.then(() => this.#publish(kind, n, data, extra));
-    this.#chain = run.catch(() => {});
+    this.#queued++;
+    this.#chain = run
+      .catch(() => {})
+      .then(() => {
+        this.#queued--;
+        if (this.#drained.length === 0) return;
+        const cbs = this.#drained;
+        this.#drained = [];
+        for (const cb of cbs) cb();
+      });
     return run;
   }
 

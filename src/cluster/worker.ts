@@ -21,6 +21,8 @@ import type { FeedRecord } from "./ordered-feed.js";
 import { FencedError } from "./output-log.js";
 import type { OutputWriter } from "./output-log.js";
 import type { WorkItem, WorkLoop } from "./work-queue.js";
+import { WorkerHold, subscribeHolds } from "./output-hold.js";
+import type { Subscription } from "@nats-io/transport-node";
 import { ensureBuckets, eventKindOf, kBinaryOutputHeader, kEndReasonHeader, kEventSeqHeader, progressSubject, publishProgress } from "./wire.js";
 import type { CatalogEntry, ClusterBuckets, WorkerStatus } from "./wire.js";
 import { kWorkerStatusEveryMs } from "./wire.js";
@@ -63,7 +65,12 @@ interface Run {
   pushed: number;
   reported: number;
   progressSubject: string;
+  /** Gateways whose sinks of this stream are backed up: the local stream's output sink reports itself backed up meanwhile. */
+  hold: WorkerHold;
 }
+
+/** Outputs of one stream queued for the log before its handler is held. */
+const kWriterBacklog = 64;
 
 /** How often a worker tells gateways how far each stream's handler has consumed. */
 const kProgressEveryMs = 20;
@@ -88,6 +95,7 @@ export class ClusterWorker {
   readonly #loops = new Map<string, WorkLoop>();
   readonly #runs = new Map<string, Run>();
   #progressTimer: NodeJS.Timeout | undefined;
+  #holds: Subscription | undefined;
   #statusTimer: NodeJS.Timeout | undefined;
   /** Streams this worker took over from another (a redelivered work item). */
   takeovers = 0;
@@ -136,6 +144,10 @@ export class ClusterWorker {
     for (const f of failed) this.#log.warn({ file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
     this.#cluster = await openCluster({ servers: o.nats, name: `streamfn-worker-${this.name}`, prefix: o.prefix, storage: o.storage, logger: this.#log, ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}) });
     this.#buckets = await ensureBuckets(this.#cluster.cluster);
+    this.#holds = subscribeHolds(this.#cluster.cluster.nc, this.#cluster.cluster, (m) => {
+      const run = this.#runs.get(`${m.fn}\n${m.sid}`);
+      if (run && !run.lost) run.hold.apply(m, Date.now());
+    });
     for (const fn of deployed) {
       const pool = this.registry.current(fn);
       if (!pool) continue;
@@ -290,6 +302,7 @@ export class ClusterWorker {
       pushed: 0,
       reported: -1,
       progressSubject: progressSubject(c.cluster, fn, streamId),
+      hold: new WorkerHold(),
     };
     this.#runs.set(key, run);
     const lose = (why: string): void => {
@@ -342,8 +355,16 @@ export class ClusterWorker {
           .then(() => this.#finish(item, fn, streamId))
           .catch(onWriteError)
           .finally(() => {
+            run.hold.clear();
             if (this.#runs.get(key) === run) this.#runs.delete(key);
           });
+      },
+      // Held while a gateway's sinks are backed up, and while the log is slower than the handler
+      // (a bounded number of outputs waits to be stored: the handler, not this process, waits).
+      backedUp: () => run.hold.held || writer.backlog >= kWriterBacklog,
+      onceWritable: (cb) => {
+        if (run.hold.held) run.hold.onceWritable(cb);
+        else writer.onceBacklogAtMost(kWriterBacklog >> 1, cb);
       },
     };
     let local: StreamHandle | undefined;
@@ -437,9 +458,11 @@ export class ClusterWorker {
   #reportProgress(): void {
     const nc = this.#cluster?.cluster.nc;
     if (!nc) return;
+    const now = Date.now();
     for (const run of this.#runs.values()) {
       const s = run.local;
       if (!s || run.lost) continue;
+      if (run.hold.held) run.hold.expire(now);
       // Events sent to the instance count as consumed, as in embedded mode: the router keeps up to its
       // instance window there and inboxLimit in its inbox, whose pause (not idle) the gateway mirrors.
       const consumed = Math.max(0, run.pushed - s.queued);
@@ -459,6 +482,7 @@ export class ClusterWorker {
     run.item.drop();
     run.feed?.close();
     run.pending.length = 0;
+    run.hold.clear();
     if (run.local && run.local.state !== "done") this.#table.fail(run.local, { code: "STREAM_FENCED", message: "taken over by another worker" });
     const key = `${run.fn}\n${run.streamId}`;
     if (this.#runs.get(key) === run) this.#runs.delete(key);
@@ -478,6 +502,7 @@ export class ClusterWorker {
     this.#closing ??= (async () => {
       clearInterval(this.#progressTimer);
       clearInterval(this.#statusTimer);
+      this.#holds?.unsubscribe();
       this.#http?.closeAllConnections();
       this.#http?.close();
       await this.#buckets?.workers.delete(this.name).catch(() => {});
