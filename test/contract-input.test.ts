@@ -3,7 +3,7 @@ import { strict as assert } from "node:assert";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { fnSource, refused } from "./helpers/contract-util.js";
-import { inProcessOnly, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, inProcessOnly, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { call } from "./helpers/http-client.js";
 import { eventually, sleep } from "./helpers/server.js";
@@ -18,10 +18,11 @@ const echo = fnSource(`{
   },
 }`);
 
-describe("contract: bad input and late events", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: bad input and late events [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
   before(async () => {
-    t = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 60_000 });
+    t = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 60_000, sandbox });
   });
   after(() => t.close());
 
@@ -207,7 +208,7 @@ describe("contract: bad input and late events", () => {
   });
 
   it("forgets ended ids after the retention window", notOnCluster("an id is reusable only after the server's 2-minute duplicate window as well"), async () => {
-    const t2 = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 150 });
+    const t2 = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 150, sandbox });
     try {
       const first = await StreamClient.connect(`${t2.wsUrl}/v1/functions/echo/streams/reused`);
       first.end();
@@ -227,4 +228,4 @@ describe("contract: bad input and late events", () => {
       await t2.close();
     }
   });
-});
+}));

@@ -49,8 +49,8 @@ describe("process sandbox", () => {
     c.event("write");
     const end = await c.waitEnd(10_000);
     assert.equal(end.status, "failed");
-    assert.equal((end.error as { code: string }).code, "HANDLER_ERROR");
-    assert.match((end.error as { message: string }).message, /restricted|denied/i);
+    assert.equal((end.error as { code: string }).code, "SANDBOX_ACCESS_DENIED");
+    assert.match((end.error as { message: string }).message, /denied FileSystemWrite of \/tmp\/streamfn-sandbox-escape\.txt/);
     const d = await StreamClient.connect(`${t.wsUrl}/v1/functions/isolated/streams`);
     d.event("after");
     d.end();

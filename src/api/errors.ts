@@ -41,6 +41,8 @@ export const ErrorCodes = {
   INSTANCE_CRASHED: { status: 500, retryable: false },
   INSTANCE_OUT_OF_MEMORY: { status: 500, retryable: false },
   OUTPUT_NOT_SERIALIZABLE: { status: 500, retryable: false },
+  // the process sandbox refused the handler a file (or another permission); the message names it
+  SANDBOX_ACCESS_DENIED: { status: 500, retryable: false },
   // deploying a function
   FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
   INVALID_FUNCTION: { status: 500, retryable: false },

@@ -3,6 +3,7 @@ import type { ChildProcess } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import type { JournalRecord } from "../runtime/output-journal.js";
 import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
 import { kInitEnv } from "../runtime/sandbox-port.js";
 import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
@@ -26,6 +27,8 @@ export class ProcessSandbox implements Sandbox {
   #terminating: Promise<void> | undefined;
   readonly #exited: Promise<void>;
   #gone = false;
+  /** What the process said it died of, if it said. */
+  #fatal: string | undefined;
 
   constructor(spec: SandboxSpec) {
     const init: SandboxInit = { bundlePath: spec.bundlePath, functionName: spec.functionName };
@@ -44,7 +47,13 @@ export class ProcessSandbox implements Sandbox {
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
-    this.#child.on("message", (batch: FromSandbox[]) => this.onBatch(batch));
+    this.#child.on("message", (batch: FromSandbox[]) => {
+      if (batch.length === 1 && batch[0]!.k === "fatal") {
+        this.#fatal = batch[0]!.m;
+        return;
+      }
+      this.onBatch(batch);
+    });
     this.#child.on("error", () => {
       // 'exit' follows (or the spawn failed and 'exit' reports it).
     });
@@ -52,7 +61,7 @@ export class ProcessSandbox implements Sandbox {
       this.#child.once("exit", (code, signal) => {
         this.#gone = true;
         done();
-        if (!this.#terminating) this.onExit(describeExit(code, signal));
+        if (!this.#terminating) this.onExit(describeExit(code, signal, this.#fatal));
       });
     });
   }
@@ -68,6 +77,11 @@ export class ProcessSandbox implements Sandbox {
     return kNoUtilization;
   }
 
+  unsent(): JournalRecord[] {
+    // No memory is shared with a process: its outbox posts at each step boundary instead.
+    return [];
+  }
+
   terminate(): Promise<void> {
     if (!this.#terminating) {
       // The instance is being recycled or stopped; its code may be stuck in a loop, so no
@@ -79,11 +93,12 @@ export class ProcessSandbox implements Sandbox {
   }
 }
 
-function describeExit(code: number | null, signal: NodeJS.Signals | null): SandboxExit {
+function describeExit(code: number | null, signal: NodeJS.Signals | null, fatal: string | undefined): SandboxExit {
   // V8 aborts the process when the heap limit is hit.
   if (signal === "SIGABRT" || code === 134) {
     return { code: "INSTANCE_OUT_OF_MEMORY", message: "the instance process ran out of memory (raise memoryMb?)" };
   }
+  if (fatal) return { code: "INSTANCE_CRASHED", message: `the instance process failed: ${fatal}` };
   return {
     code: "INSTANCE_CRASHED",
     message: `the instance process exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`,

@@ -168,6 +168,9 @@ export class Router implements StreamTable {
       streamId: id,
       onPull: (n) => this.#onPull(stream, n),
       onOutput: (data, eventAt) => this.#onOutput(stream, data, eventAt),
+      onUnsent: (n, data, eventAt) => {
+        if (n > stream.outputs) this.#onOutput(stream, data, eventAt);
+      },
       onLog: (entry, dropped) => this.#onLog(stream, entry, dropped),
       onDone: (error, logsDropped) => {
         if (logsDropped) stream.logs.dropped += logsDropped;

@@ -38,11 +38,15 @@ export type FromSandbox =
   | { k: "log"; s: number; l: LogLevel; m: string; t: number; x?: number }
   /** The handler finished. `x`: log lines dropped since the last one sent. */
   | { k: "done"; s: number; e?: ErrorRecord; x?: number }
-  | { k: "pong"; t: number };
+  | { k: "pong"; t: number }
+  /** A child process is about to exit because of `m` (its module failed to load, an uncaught error). */
+  | { k: "fatal"; m: string };
 
 export interface SandboxInit {
   bundlePath: string;
   functionName: string;
+  /** Thread sandboxes: shared memory for the outputs not posted yet (see OutputJournal). */
+  journal?: SharedArrayBuffer;
 }
 
 /** Unacknowledged outputs a stream may have in flight before its handler is paused. */
