@@ -33,6 +33,8 @@ export const ErrorCodes = {
   INBOX_FULL: { status: 429, retryable: true },
   CAPACITY_EXCEEDED: { status: 503, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
+  // the server shut down and the handler did not finish within the grace period (--grace-ms)
+  SHUTDOWN_TIMEOUT: { status: 503, retryable: true },
   // a stream failed
   HANDLER_ERROR: { status: 500, retryable: false },
   HANDLER_STALLED: { status: 500, retryable: false },
