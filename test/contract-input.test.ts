@@ -80,6 +80,21 @@ describe(`contract: bad input and late events [${sandbox} sandbox]`, () => {
     assert.equal(kinds.at(-1), "end");
   });
 
+  it("names a refused event by its seq as sent: 1.5 is answered as 1.5, not as 1", async () => {
+    const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/seq-as-sent`);
+    c.ws.send('{"data":1,"seq":1.5}');
+    c.ws.send('{"data":1,"seq":"7"}');
+    c.ws.send('{"data":,"seq":2.5}'); // not JSON: the seq is read from the text
+    c.event("ok", 1);
+    c.end();
+    await c.waitEnd();
+    const errors = c.errors();
+    assert.deepEqual(errors.map((e) => [e.code, e.seq]), [["INVALID_SEQ", 1.5], ["INVALID_SEQ", undefined], ["INVALID_JSON", 2.5]]);
+    assert.match(String(errors[0]!.message), /got 1\.5$/);
+    assert.match(String(errors[1]!.message), /got "7"$/);
+    assert.deepEqual(c.outputs().slice(0, 1), ["ok"]);
+  });
+
   it("refuses an unknown function at the handshake with 404 FUNCTION_NOT_FOUND", async () => {
     const r = await refused(`${t.wsUrl}/v1/functions/no-such-fn/streams/s`);
     assert.equal(r.status, 404);
