@@ -1,6 +1,7 @@
 import { fork } from "node:child_process";
+import { statSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import type { JournalRecord } from "../runtime/output-journal.js";
@@ -14,9 +15,27 @@ const kPackageRoot = resolve(dirname(kWorkerEntry), "../../..");
 const kNoUtilization: EventLoopUtilization = Object.freeze({ idle: 0, active: 0, utilization: 0 });
 
 /**
+ * The node_modules directories a bundle's imports resolve from: one in each directory from the
+ * bundle's up to the root, where it exists (npm hoists packages to the project root, above
+ * the functions directory). Read-only, like everything the sandbox may see.
+ */
+export function nodeModulesOnPath(bundlePath: string): string[] {
+  const found: string[] = [];
+  for (let dir = dirname(resolve(bundlePath)); ; dir = dirname(dir)) {
+    const candidate = join(dir, "node_modules");
+    try {
+      if (statSync(candidate).isDirectory()) found.push(candidate);
+    } catch {
+      // none here
+    }
+    if (dirname(dir) === dir) return found;
+  }
+}
+
+/**
  * A function instance in a child process under Node's permission model: it may read only the
- * runtime and the function's own directory tree (its bundle and node_modules), and may not
- * write files, start processes or threads. The network is not restricted by Node 20's model.
+ * runtime, the function's own directory tree and the node_modules directories its imports
+ * resolve from, and may not write files, start processes or threads. The network is not restricted by Node 20's model.
  * Costs more than a thread (a process per instance, messages copied rather than transferred)
  * and buys a separate address space: for code trusted less than the platform.
  */
@@ -41,6 +60,7 @@ export class ProcessSandbox implements Sandbox {
         `--allow-fs-read=${kPackageRoot}/`,
         `--allow-fs-read=${dirname(spec.bundlePath)}/`,
         `--allow-fs-read=${functionsDir}/`,
+        ...nodeModulesOnPath(spec.bundlePath).map((dir) => `--allow-fs-read=${dir}/`),
         `--max-old-space-size=${spec.memoryMb}`,
       ],
       env: { ...process.env, [kInitEnv]: JSON.stringify(init) },
