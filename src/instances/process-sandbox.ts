@@ -46,6 +46,8 @@ export class ProcessSandbox implements Sandbox {
   #terminating: Promise<void> | undefined;
   readonly #exited: Promise<void>;
   #gone = false;
+  /** The child's event-loop totals as it last reported them. */
+  #elu: EventLoopUtilization = kNoUtilization;
   /** What the process said it died of, if it said. */
   #fatal: string | undefined;
 
@@ -68,11 +70,15 @@ export class ProcessSandbox implements Sandbox {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     this.#child.on("message", (batch: FromSandbox[]) => {
-      if (batch.length === 1 && batch[0]!.k === "fatal") {
-        this.#fatal = batch[0]!.m;
+      const last = batch[batch.length - 1];
+      if (last?.k === "elu") {
+        batch.pop();
+        this.#elu = { idle: last.i, active: last.a, utilization: last.a / (last.i + last.a || 1) };
+      } else if (last?.k === "fatal") {
+        this.#fatal = last.m;
         return;
       }
-      this.onBatch(batch);
+      if (batch.length > 0) this.onBatch(batch);
     });
     this.#child.on("error", () => {
       // 'exit' follows (or the spawn failed and 'exit' reports it).
@@ -92,9 +98,17 @@ export class ProcessSandbox implements Sandbox {
     this.#child.send(batch);
   }
 
-  eventLoopUtilization(): EventLoopUtilization {
-    // Another process's event loop cannot be read from here; placement then packs by slots alone.
-    return kNoUtilization;
+  /**
+   * From the totals the child reports with its batches (a parent cannot read another
+   * process's event loop). A child that sent nothing since `since` shows as idle.
+   */
+  eventLoopUtilization(since?: EventLoopUtilization): EventLoopUtilization {
+    const now = this.#elu;
+    if (!since) return now;
+    const idle = now.idle - since.idle;
+    const active = now.active - since.active;
+    const total = idle + active;
+    return { idle, active, utilization: total > 0 ? active / total : 0 };
   }
 
   unsent(): JournalRecord[] {

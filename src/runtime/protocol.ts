@@ -39,6 +39,11 @@ export type FromSandbox =
   /** The handler finished. `x`: log lines dropped since the last one sent. */
   | { k: "done"; s: number; e?: ErrorRecord; x?: number }
   | { k: "pong"; t: number }
+  /**
+   * A child process's event-loop totals (performance.eventLoopUtilization(): idle and active
+   * ms), last in a batch at most every 100 ms: its parent cannot read them as a thread's can.
+   */
+  | { k: "elu"; i: number; a: number }
   /** A child process is about to exit because of `m` (its module failed to load, an uncaught error). */
   | { k: "fatal"; m: string };
 

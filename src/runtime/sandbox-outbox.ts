@@ -5,6 +5,8 @@ import type { FromSandbox } from "./protocol.js";
 
 /** Longest an output or credit waits in the outbox while the sandbox's turn goes on. */
 const kMaxHoldMs = 5;
+/** How often a child process reports its event-loop utilization (the router samples every 100 ms). */
+const kLoadReportMs = 100;
 
 /**
  * Messages from a sandbox to the router, batched: pull credits are summed per stream within a
@@ -36,12 +38,21 @@ export class SandboxOutbox {
   readonly #port: Pick<MessagePort, "postMessage">;
   readonly #refused: (s: number, error: ErrorRecord) => void;
   readonly #journal: OutputJournal | undefined;
+  readonly #reportLoad: boolean;
+  #loadReportedAt = 0;
 
   /** `refused` hears of a stream whose output could not be cloned; it must end that stream. */
-  constructor(port: Pick<MessagePort, "postMessage">, refused: (s: number, error: ErrorRecord) => void, journal?: OutputJournal) {
+  /** `reportLoad`: a child process, whose event-loop utilization rides along with its batches. */
+  constructor(
+    port: Pick<MessagePort, "postMessage">,
+    refused: (s: number, error: ErrorRecord) => void,
+    journal?: OutputJournal,
+    reportLoad = false,
+  ) {
     this.#port = port;
     this.#refused = refused;
     this.#journal = journal;
+    this.#reportLoad = reportLoad;
   }
 
   send(op: FromSandbox): void {
@@ -130,6 +141,14 @@ export class SandboxOutbox {
       ops.unshift(...credits);
     }
     if (ops.length === 0) return;
+    if (this.#reportLoad) {
+      const now = performance.now();
+      if (now - this.#loadReportedAt >= kLoadReportMs) {
+        this.#loadReportedAt = now;
+        const elu = performance.eventLoopUtilization();
+        ops.push({ k: "elu", i: elu.idle, a: elu.active });
+      }
+    }
     try {
       this.#port.postMessage(ops);
     } catch {

@@ -32,6 +32,7 @@ const outbox = new SandboxOutbox(
     finish(s, error);
   },
   init.journal ? new OutputJournal(init.journal) : undefined,
+  port.fatal !== undefined, // a child process: no parent can read its event loop
 );
 
 if (port.fatal) {
