@@ -5,9 +5,10 @@ import { StreamClient } from "./helpers/ws-client.js";
 
 // Each event costs the handler ~40 ms of pure CPU: a stream fed continuously keeps its
 // instance's event loop saturated.
-const burner = `
+const burner = (sandbox: string): string => `
 import { defineStreamFunction } from "streamfn";
 export default defineStreamFunction({
+  sandbox: "${sandbox}",
   concurrency: 8,
   maxInstances: 2,
   async *handler(events) {
@@ -19,9 +20,11 @@ export default defineStreamFunction({
   },
 });`;
 
-describe("autoscaling on event-loop utilization", () => {
+// A thread's event loop is read from the parent; a child process reports its own with its
+// batches. Placement must see both the same.
+for (const sandbox of ["thread", "process"]) describe(`autoscaling on event-loop utilization [${sandbox} sandbox]`, () => {
   it("starts a new instance for a stream when the fullest one is CPU-saturated, though it has free slots", async () => {
-    const t = await startTestServer({ "burner.ts": burner });
+    const t = await startTestServer({ "burner.ts": burner(sandbox) });
     try {
       const hot = await StreamClient.connect(`${t.wsUrl}/v1/functions/burner/streams/hot`);
       // One event in flight, the next sent as each output arrives: the instance stays saturated.

@@ -3,7 +3,7 @@
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { notOnCluster, startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget, StreamStatusDoc } from "./helpers/contract-target.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
@@ -29,10 +29,11 @@ const slow = fnSource(`{
   },
 }`);
 
-describe("contract: bounded inboxes and backpressure", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: bounded inboxes and backpressure [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
   before(async () => {
-    t = await startContractTarget({ "slow.ts": slow });
+    t = await startContractTarget({ "slow.ts": slow }, { sandbox });
   });
   after(() => t.close());
 
@@ -110,7 +111,7 @@ describe("contract: bounded inboxes and backpressure", () => {
           return { n, endReason: ctx.endReason };
         },
       }`),
-    });
+    }, { sandbox });
     try {
       const c = await StreamClient.connect(`${t2.wsUrl}/v1/functions/pause/streams/held`);
       for (let i = 0; i < 200; i++) c.event(i);
@@ -145,7 +146,7 @@ describe("contract: bounded inboxes and backpressure", () => {
           yield "done";
         },
       }`),
-    });
+    }, { sandbox });
     try {
       const id = "slow-reader";
       const c = await StreamClient.connect(`${t2.wsUrl}/v1/functions/big/streams/${id}`);
@@ -187,7 +188,7 @@ describe("contract: bounded inboxes and backpressure", () => {
           for (let i = 0; i < 300; i++) yield { i, n, pad: "z".repeat(100000) };
         },
       }`),
-    });
+    }, { sandbox });
     try {
       const id = "slow-tail";
       const c = await StreamClient.connect(`${t2.wsUrl}/v1/functions/tail/streams/${id}`);
@@ -223,4 +224,4 @@ describe("contract: bounded inboxes and backpressure", () => {
     assert.deepEqual((await c.waitEnd()).status, "completed");
     assert.deepEqual(c.outputs(), [{ n: 200, inOrder: true }]);
   });
-});
+}));

@@ -2,7 +2,7 @@
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
@@ -18,7 +18,8 @@ const counter = (options: string): string =>
   },
 }`);
 
-describe("contract: end of a stream", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: end of a stream [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
   before(async () => {
     t = await startContractTarget({
@@ -27,7 +28,7 @@ describe("contract: end of a stream", () => {
       "patient.ts": counter("idleTimeoutMs: 600,"),
       "short.ts": counter("maxDurationMs: 250, idleTimeoutMs: 10000,"),
       "few.ts": counter("maxEvents: 3,"),
-    });
+    }, { sandbox });
   });
   after(() => t.close());
 
@@ -130,7 +131,7 @@ describe("contract: end of a stream", () => {
           for await (const e of events) return { first: e };
         },
       }`),
-    });
+    }, { sandbox });
     try {
       const c = await StreamClient.connect(`${t2.wsUrl}/v1/functions/first/streams`);
       c.event("a");
@@ -142,4 +143,4 @@ describe("contract: end of a stream", () => {
       await t2.close();
     }
   });
-});
+}));

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { notOnCluster, startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
@@ -21,6 +21,7 @@ const misbehaving = (options: string): string =>
     for await (const e of events) {
       if (e === "throw") throw new Error("boom in " + ctx.streamId);
       if (e === "spin") while (true) {}
+      if (typeof e === "object" && e && e.yieldThenSpin) { yield e.yieldThenSpin; while (true) {} }
       if (e === "hog") for (;;) keep.push(Array.from({ length: 10000 }, (_, i) => ({ i, s: "x" + i })));
       if (e === "hang") await new Promise(() => {});
       if (e === "function") yield { f: () => 1 };
@@ -57,10 +58,9 @@ function failedWith(end: Rec, code: string): { code: string; message: string } {
   return error;
 }
 
-describe("contract: failures stay with their stream", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
-  const flagDir = mkdtempSync(join(tmpdir(), "streamfn-flag-"));
-  process.env.STREAMFN_TEST_DIR = flagDir;
   before(async () => {
     t = await startContractTarget({
       "thrower.ts": misbehaving("concurrency: 4,"),
@@ -75,16 +75,14 @@ describe("contract: failures stay with their stream", () => {
             for await (const e of events) yield e;
           },
         }`,
-        // Loads in the deploy-time probe; fails to load in instances once the flag file exists.
+        // Loads in the deploy-time probe; fails to load in instances once the flag file exists
+        // next to the function (bundles live in <functionsDir>/.streamfn/bundles/).
         `import { existsSync } from "node:fs";
-         if (existsSync(new URL("./fragile.flag", "file://" + process.env.STREAMFN_TEST_DIR + "/"))) throw new Error("cannot load right now");`,
+         if (existsSync(new URL("../../fragile.flag", import.meta.url))) throw new Error("cannot load right now");`,
       ),
-    });
+    }, { sandbox });
   });
-  after(async () => {
-    await t.close();
-    rmSync(flagDir, { recursive: true, force: true });
-  });
+  after(() => t.close());
 
   it("a throwing handler fails only its stream; another stream on the same instance completes", notOnCluster("instance ids and cold starts live in the worker; the gateway's status does not show them"), async () => {
     const a = await open(t, "thrower", "throw-a");
@@ -243,8 +241,38 @@ describe("contract: failures stay with their stream", () => {
     assert.deepEqual(waiting.outputs(), ["queued", "done"]);
   });
 
+  it("outputs a handler yielded before it blocked its instance reach the producer, numbered, before the error", async () => {
+    // Stream b waits for the one slot with "a" and "spin" queued: once a's stream ends they go to
+    // the instance in one batch, so the handler yields "a" and spins in the same turn.
+    const holder = await open(t, "single", "lossless-a");
+    await echoed(holder, "x");
+    const c = await open(t, "single", "lossless-b");
+    c.event("a");
+    c.event("spin");
+    await eventually(async () => (await t.stream("single", "lossless-b"))?.events === 2, 5_000, "both events queued");
+    holder.end();
+    assert.equal((await holder.waitEnd()).status, "completed");
+    const end = await c.waitEnd(10_000);
+    failedWith(end, "INSTANCE_UNRESPONSIVE");
+    const outputs = c.records.filter((r) => r.type === "output");
+    assert.deepEqual(outputs.map((r) => [r.n, r.data]), [[1, "a"]]);
+    assert.ok(c.records.indexOf(outputs[0]!) < c.records.indexOf(end), "the output comes before the end");
+    assert.equal(end.outputs, 1);
+    const status = await t.stream("single", "lossless-b");
+    assert.equal(status?.outputs, 1);
+  });
+
+  it("an output yielded just before a CPU loop in the same step reaches the producer", async () => {
+    const c = await open(t, "single", "lossless-c");
+    c.event({ yieldThenSpin: "last words" });
+    const end = await c.waitEnd(10_000);
+    failedWith(end, "INSTANCE_UNRESPONSIVE");
+    assert.deepEqual(c.outputs(), ["last words"]);
+    assert.equal(end.outputs, 1);
+  });
+
   it("an instance that fails to load fails its streams with FUNCTION_LOAD_FAILED; the next stream tries again", async () => {
-    const flag = join(flagDir, "fragile.flag");
+    const flag = join(t.functionsDir, "fragile.flag");
     writeFileSync(flag, "");
     try {
       const c = await open(t, "fragile", "fragile-a");
@@ -260,9 +288,10 @@ describe("contract: failures stay with their stream", () => {
     ok.end();
     assert.equal((await ok.waitEnd()).status, "completed");
   });
-});
+}));
 
-describe("contract: watchdogs count handler time, not an instance's cold start", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: watchdogs count handler time, not an instance's cold start [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
   before(async () => {
     // Every instance of this function takes 500 ms to load: longer than its stall and epilogue limits.
@@ -279,7 +308,7 @@ describe("contract: watchdogs count handler time, not an instance's cold start",
       }`,
       `await new Promise((r) => setTimeout(r, 500));`,
     );
-    t = await startContractTarget({ "slowstart.ts": slowStart });
+    t = await startContractTarget({ "slowstart.ts": slowStart }, { sandbox });
   });
   after(() => t.close());
 
@@ -301,4 +330,4 @@ describe("contract: watchdogs count handler time, not an instance's cold start",
     assert.equal(end.status, "completed", JSON.stringify(end));
     assert.deepEqual(c.outputs(), [{ n: 0 }]);
   });
-});
+}));

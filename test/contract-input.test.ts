@@ -3,7 +3,7 @@ import { strict as assert } from "node:assert";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { fnSource, refused } from "./helpers/contract-util.js";
-import { inProcessOnly, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, inProcessOnly, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { call } from "./helpers/http-client.js";
 import { eventually, sleep } from "./helpers/server.js";
@@ -18,10 +18,11 @@ const echo = fnSource(`{
   },
 }`);
 
-describe("contract: bad input and late events", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: bad input and late events [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
   before(async () => {
-    t = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 60_000 });
+    t = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 60_000, sandbox });
   });
   after(() => t.close());
 
@@ -77,6 +78,21 @@ describe("contract: bad input and late events", () => {
     const kinds = c.records.map((r) => r.type);
     assert.equal(kinds[0], "open");
     assert.equal(kinds.at(-1), "end");
+  });
+
+  it("names a refused event by its seq as sent: 1.5 is answered as 1.5, not as 1", async () => {
+    const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/seq-as-sent`);
+    c.ws.send('{"data":1,"seq":1.5}');
+    c.ws.send('{"data":1,"seq":"7"}');
+    c.ws.send('{"data":,"seq":2.5}'); // not JSON: the seq is read from the text
+    c.event("ok", 1);
+    c.end();
+    await c.waitEnd();
+    const errors = c.errors();
+    assert.deepEqual(errors.map((e) => [e.code, e.seq]), [["INVALID_SEQ", 1.5], ["INVALID_SEQ", undefined], ["INVALID_JSON", 2.5]]);
+    assert.match(String(errors[0]!.message), /got 1\.5$/);
+    assert.match(String(errors[1]!.message), /got "7"$/);
+    assert.deepEqual(c.outputs().slice(0, 1), ["ok"]);
   });
 
   it("refuses an unknown function at the handshake with 404 FUNCTION_NOT_FOUND", async () => {
@@ -207,7 +223,7 @@ describe("contract: bad input and late events", () => {
   });
 
   it("forgets ended ids after the retention window", notOnCluster("an id is reusable only after the server's 2-minute duplicate window as well"), async () => {
-    const t2 = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 150 });
+    const t2 = await startContractTarget({ "echo.ts": echo }, { endedRetentionMs: 150, sandbox });
     try {
       const first = await StreamClient.connect(`${t2.wsUrl}/v1/functions/echo/streams/reused`);
       first.end();
@@ -227,4 +243,4 @@ describe("contract: bad input and late events", () => {
       await t2.close();
     }
   });
-});
+}));

@@ -2,7 +2,7 @@
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { inProcessOnly, startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, inProcessOnly, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { startTestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
@@ -50,10 +50,11 @@ function outputRecords(c: StreamClient): Rec[] {
   return c.records.filter((r) => r.type === "output");
 }
 
-describe("contract: affinity, order, sequence, numbered outputs", () => {
+forEachSandbox((sandbox) =>
+describe(`contract: affinity, order, sequence, numbered outputs [${sandbox} sandbox]`, () => {
   let t: ContractTarget;
   before(async () => {
-    t = await startContractTarget({ "tagged.ts": tagged, "epilogue.ts": epilogue });
+    t = await startContractTarget({ "tagged.ts": tagged, "epilogue.ts": epilogue }, { sandbox });
   });
   after(() => t.close());
 
@@ -177,7 +178,7 @@ describe("contract: affinity, order, sequence, numbered outputs", () => {
     // The end record comes after every output.
     assert.equal(c.records.at(-1)!.type, "end");
   });
-});
+}));
 
 // Observers are how components inside the server process watch streams: embedded mode only.
 describe("router observer: each stream's life is reported in order", () => {

@@ -163,6 +163,10 @@ describe("HTTP: per-event posts", () => {
     await expect(post("record", "bad", "application/json", '{"value":1}'), 400, "INVALID_ENVELOPE");
     const line = await expect(post("record", "bad", "application/x-ndjson", '{"data":1}\n{"data":2,"seq":-1}\n'), 400, "INVALID_SEQ");
     assert.match(line.body.error!.message, /^line 2: /);
+    const fraction = await expect(post("record", "bad", "application/json", '{"data":1,"seq":1.5}'), 400, "INVALID_SEQ");
+    assert.match(fraction.body.error!.message, /got 1\.5$/, "the seq as sent, not cut to 1");
+    const inBatch = await expect(post("record", "bad", "application/x-ndjson", '{"data":1,"seq":1.5}\n'), 400, "INVALID_SEQ");
+    assert.match(inBatch.body.error!.message, /^line 1: .*got 1\.5;/);
     // Nothing of a refused batch was taken: the stream never opened.
     await expect(call(`${fnUrl("record")}/bad`), 404, "STREAM_NOT_FOUND");
     await expect(post("nope", "bad", "application/json", '{"data":1}'), 404, "FUNCTION_NOT_FOUND");

@@ -108,6 +108,16 @@ describe("HTTP: a whole stream as one NDJSON request", () => {
     assert.deepEqual(s.outputs().slice(0, 2), [{ e: "a", seq: 1 }, { e: "b", seq: 2 }]);
   });
 
+  it("names a line's refused seq as sent: 1.5 comes back as 1.5", async () => {
+    const s = new NdjsonStream(`${t.url}/v1/functions/echo/streams/n-frac`);
+    await s.write('{"data":1,"seq":1.5}', '{"data":,"seq":2.5}', { data: "b" });
+    s.end();
+    await s.waitEnd();
+    const errors = s.records.filter((r) => r.type === "error");
+    assert.deepEqual(errors.map((e) => [e.code, e.seq, e.line]), [["INVALID_SEQ", 1.5, 1], ["INVALID_JSON", 2.5, 2]]);
+    assert.match(String(errors[0]!.message), /got 1\.5$/);
+  });
+
   it("refuses a line over maxEventBytes with EVENT_TOO_LARGE, counting it without keeping it", async () => {
     const s = new NdjsonStream(`${t.url}/v1/functions/echo/streams/n-big`);
     await s.write({ data: "small" });

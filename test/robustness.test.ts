@@ -93,7 +93,19 @@ describe("robustness against misbehaving clients and shutdown", () => {
     }
   });
 
-  it("sends WebSocket producers their end record when the server shuts down", async () => {
+  it("sends WebSocket producers their end record when the server shuts down: reason shutdown once the handler finished", async () => {
+    const t = await startTestServer({ "echo.ts": echo }, { graceMs: 10_000 });
+    const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/bye`);
+    c.event(1);
+    await c.waitFor((r) => r.type === "output");
+    await t.close();
+    const end = await c.waitEnd();
+    assert.equal(end.status, "completed", JSON.stringify(end));
+    assert.equal(end.reason, "shutdown");
+    assert.notEqual(await c.waitClose(), 1006);
+  });
+
+  it("with no grace period, a stream still running at shutdown fails with SHUTDOWN_TIMEOUT", async () => {
     const t = await startTestServer({ "echo.ts": echo }, { graceMs: 0 });
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/bye`);
     c.event(1);
@@ -101,7 +113,7 @@ describe("robustness against misbehaving clients and shutdown", () => {
     await t.close();
     const end = await c.waitEnd();
     assert.equal(end.status, "failed");
-    assert.equal((end.error as { code: string }).code, "SHUTTING_DOWN");
+    assert.equal((end.error as { code: string }).code, "SHUTDOWN_TIMEOUT");
     assert.notEqual(await c.waitClose(), 1006);
   });
 });

@@ -33,6 +33,8 @@ export const ErrorCodes = {
   INBOX_FULL: { status: 429, retryable: true },
   CAPACITY_EXCEEDED: { status: 503, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
+  // the server shut down and the handler did not finish within the grace period (--grace-ms)
+  SHUTDOWN_TIMEOUT: { status: 503, retryable: true },
   // a stream failed
   HANDLER_ERROR: { status: 500, retryable: false },
   HANDLER_STALLED: { status: 500, retryable: false },
@@ -41,6 +43,8 @@ export const ErrorCodes = {
   INSTANCE_CRASHED: { status: 500, retryable: false },
   INSTANCE_OUT_OF_MEMORY: { status: 500, retryable: false },
   OUTPUT_NOT_SERIALIZABLE: { status: 500, retryable: false },
+  // the process sandbox refused the handler a file (or another permission); the message names it
+  SANDBOX_ACCESS_DENIED: { status: 500, retryable: false },
   // deploying a function
   FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
   INVALID_FUNCTION: { status: 500, retryable: false },

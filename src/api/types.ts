@@ -1,5 +1,5 @@
 /** Why a stream's input ended. `disconnect` is a producer connection lost without an end. */
-export type EndReason = "end" | "idle" | "max-duration" | "max-events" | "disconnect";
+export type EndReason = "end" | "idle" | "max-duration" | "max-events" | "disconnect" | "shutdown";
 
 /**
  * `thread`: a worker thread with its own V8 heap (fast to start, binary events moved without

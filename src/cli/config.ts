@@ -8,6 +8,8 @@ export interface ConfigFile {
   port?: number;
   host?: string;
   token?: string;
+  /** On SIGINT/SIGTERM, how long running streams get to finish (ms). */
+  graceMs?: number;
   defaults?: StreamFunctionOptions;
   functions?: Record<string, StreamFunctionOptions>;
 }
@@ -23,13 +25,14 @@ export function readConfigFile(path: string): ConfigFile {
     throw new StreamfnError("INVALID_OPTIONS", `config ${path} must be a JSON object`);
   }
   const cfg = raw as Record<string, unknown>;
-  const known = new Set(["port", "host", "token", "defaults", "functions"]);
+  const known = new Set(["port", "host", "token", "graceMs", "defaults", "functions"]);
   for (const key of Object.keys(cfg)) {
     if (!known.has(key)) throw new StreamfnError("INVALID_OPTIONS", `config ${path}: unknown key "${key}" (known: ${[...known].join(", ")})`);
   }
   const out: ConfigFile = {};
   // Checked here, so a typo fails with its name instead of a NaN port or an ignored token.
   if (cfg.port !== undefined) out.port = parsePort(cfg.port, `config ${path}: port`);
+  if (cfg.graceMs !== undefined) out.graceMs = parseMs(cfg.graceMs, `config ${path}: graceMs`);
   for (const key of ["host", "token"] as const) {
     const v = cfg[key];
     if (v === undefined) continue;
@@ -74,6 +77,15 @@ export function applySetting(
   validateOptions({ [key!]: value }, `--set ${setting}`);
   target[key!] = value;
   return fn;
+}
+
+/** A duration in milliseconds: an integer 0 to one day, given as a number or a decimal string. */
+export function parseMs(value: unknown, where: string): number {
+  const n = typeof value === "number" ? value : typeof value === "string" && /^\d{1,9}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 86_400_000) {
+    throw new StreamfnError("INVALID_OPTIONS", `${where} must be milliseconds, an integer 0-86400000, got ${JSON.stringify(value)}`);
+  }
+  return n;
 }
 
 /** A small count 0-999 for a flag such as --spare-threads. */

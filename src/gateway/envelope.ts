@@ -59,3 +59,24 @@ function preview(obj: Record<string, unknown>): string {
   const s = JSON.stringify(obj);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
+
+/**
+ * For an event that was refused: its `seq` as the producer sent it, so the error record names
+ * the right event. Any JSON number counts, also one that is not a valid seq (`1.5` comes back
+ * as 1.5, not as the 1 in front of it); a value of another type, or none, gives undefined.
+ * Read from the parsed envelope when the text is JSON, else picked out of the text.
+ */
+export function seqAsSent(text: string): number | undefined {
+  if (text.length > 1_000_000) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+    const seq = (value as Record<string, unknown>).seq;
+    return typeof seq === "number" ? seq : undefined;
+  } catch {
+    const m = /"seq"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?=\s*[,}])/.exec(text);
+    if (!m) return undefined;
+    const n = Number(m[1]);
+    return Number.isFinite(n) ? n : undefined;
+  }
+}

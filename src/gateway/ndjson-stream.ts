@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndRecord, StreamHandle, StreamTable } from "../router/stream-table.js";
-import { parseEnvelope } from "./envelope.js";
+import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { Envelope } from "./envelope.js";
 import { LineReader } from "./ndjson.js";
 import type { LineHandler } from "./ndjson.js";
@@ -119,7 +119,7 @@ class NdjsonSession implements LineHandler {
       else this.#table.push(stream, env.data, env.seq, false, bytes);
     } catch (err) {
       if (env === undefined && text.trim() === "") return;
-      const seq = env && !env.end ? env.seq : seqHint(text);
+      const seq = env && !env.end ? env.seq : seqAsSent(text);
       this.#sink.error(toRecord(err), seq, lineNo);
     }
   }
@@ -145,11 +145,4 @@ class NdjsonSession implements LineHandler {
 function toRecord(err: unknown): ErrorRecord {
   if (err instanceof StreamfnError) return err.toRecord();
   return { code: "INTERNAL", message: err instanceof Error ? err.message : String(err) };
-}
-
-/** Best effort: the seq of a line that did not parse, so the producer knows which one to resend. */
-function seqHint(text: string): number | undefined {
-  if (text.length > 1_000_000) return undefined;
-  const m = /"seq"\s*:\s*(\d{1,15})/.exec(text);
-  return m ? Number(m[1]) : undefined;
 }

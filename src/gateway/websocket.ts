@@ -8,7 +8,7 @@ import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason } from "../api/types.js";
 import type { EndRecord, OutputSink, StreamHandle, StreamTable } from "../router/stream-table.js";
-import { parseEnvelope } from "./envelope.js";
+import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { StreamRoute } from "./routes.js";
 
 /** Unsent bytes on a socket above which the stream's handler is held (output backpressure). */
@@ -157,7 +157,7 @@ export class WebSocketGateway {
         if (env.end) table.endInput(stream, "end");
         else table.push(stream, env.data, env.seq, false, data.byteLength, text);
       } catch (err) {
-        sink.error(toRecord(err), seqHint(data, isBinary));
+        sink.error(toRecord(err), isBinary ? undefined : seqAsSent(data.toString("utf8")));
         // Error records are the one thing a producer can make the server write without the
         // handler's say: one that floods bad messages and reads none of the answers is cut off
         // rather than let the socket's unsent buffer grow.
@@ -295,13 +295,6 @@ function ownArrayBuffer(buf: Buffer): ArrayBuffer {
 function toRecord(err: unknown): ErrorRecord {
   if (err instanceof StreamfnError) return err.toRecord();
   return { code: "INTERNAL", message: err instanceof Error ? err.message : String(err) };
-}
-
-/** Best effort: the seq of a rejected text event, so the producer knows which one to resend. */
-function seqHint(data: Buffer, isBinary: boolean): number | undefined {
-  if (isBinary || data.byteLength > 1_000_000) return undefined;
-  const m = /"seq"\s*:\s*(\d{1,15})/.exec(data.toString("utf8"));
-  return m ? Number(m[1]) : undefined;
 }
 
 export function rejectUpgrade(socket: Duplex, err: unknown): void {

@@ -24,6 +24,11 @@ export interface SlotTenant {
    * of the event the handler held when it produced this output.
    */
   onOutput(data: string | Uint8Array, eventAt: number): void;
+  /**
+   * An output the sandbox produced but never posted, recovered as the instance went away; `n`
+   * is its number in the stream (the router skips the ones it already has).
+   */
+  onUnsent?(n: number, data: string | Uint8Array, eventAt: number): void;
   /** A `ctx.log` line; `dropped`: lines the sandbox dropped (rate limit) before this one. */
   onLog?(entry: StreamLogEntry, dropped: number): void;
   /** The handler finished; `error` if it failed. Called at most once. `logsDropped`: lines dropped since the last one sent. */
@@ -291,6 +296,10 @@ export class Instance {
   }
 
   #failTenants(error: ErrorRecord): void {
+    // What the handlers produced before the end still reaches their producers, in order.
+    if (this.tenants.size > 0) {
+      for (const r of this.#sandbox.unsent()) this.tenants.get(r.s)?.onUnsent?.(r.n, r.d, r.t);
+    }
     const tenants = [...this.tenants.values()];
     this.tenants.clear();
     for (const t of tenants) t.onDone(error);

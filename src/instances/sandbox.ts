@@ -1,4 +1,5 @@
 import type { EventLoopUtilization } from "node:perf_hooks";
+import type { JournalRecord } from "../runtime/output-journal.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 import type { SpareThreads } from "./spare-threads.js";
 
@@ -22,6 +23,11 @@ export interface Sandbox {
   terminate(): Promise<void>;
   /** Event-loop utilization of the sandbox since `since` (or since it started): how busy its handlers keep it. */
   eventLoopUtilization(since?: EventLoopUtilization): EventLoopUtilization;
+  /**
+   * Outputs the sandbox produced but never posted (it blocked or died with them batched), for
+   * a sandbox that can tell (see OutputJournal); read when the instance gives up on it.
+   */
+  unsent(): JournalRecord[];
 }
 
 export interface SandboxSpec {

@@ -1,5 +1,7 @@
 import type { EventLoopUtilization } from "node:perf_hooks";
 import type { Worker } from "node:worker_threads";
+import { kJournalBytes, readJournal } from "../runtime/output-journal.js";
+import type { JournalRecord } from "../runtime/output-journal.js";
 import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
 import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
 import { spawnThread } from "./spawn-thread.js";
@@ -9,6 +11,7 @@ export class ThreadSandbox implements Sandbox {
   onBatch: (batch: FromSandbox[]) => void = () => {};
   onExit: (exit: SandboxExit) => void = () => {};
   readonly #worker: Worker;
+  readonly #journal = new SharedArrayBuffer(kJournalBytes);
   #terminating: Promise<void> | undefined;
   #exited = false;
   /** Batches for a spare thread, held until it has loaded the function (see connectSandboxPort). */
@@ -16,7 +19,7 @@ export class ThreadSandbox implements Sandbox {
 
   /** `spare`: an already booted thread (SpareThreads) to load the function into, instead of a new one. */
   constructor(spec: SandboxSpec, spare?: Worker) {
-    const init: SandboxInit = { bundlePath: spec.bundlePath, functionName: spec.functionName };
+    const init: SandboxInit = { bundlePath: spec.bundlePath, functionName: spec.functionName, journal: this.#journal };
     if (spare) {
       this.#worker = spare;
       this.#held = [];
@@ -55,6 +58,10 @@ export class ThreadSandbox implements Sandbox {
 
   eventLoopUtilization(since?: EventLoopUtilization): EventLoopUtilization {
     return since ? this.#worker.performance.eventLoopUtilization(since) : this.#worker.performance.eventLoopUtilization();
+  }
+
+  unsent(): JournalRecord[] {
+    return readJournal(this.#journal);
   }
 
   terminate(): Promise<void> {

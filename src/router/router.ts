@@ -168,6 +168,9 @@ export class Router implements StreamTable {
       streamId: id,
       onPull: (n) => this.#onPull(stream, n),
       onOutput: (data, eventAt) => this.#onOutput(stream, data, eventAt),
+      onUnsent: (n, data, eventAt) => {
+        if (n > stream.outputs) this.#onOutput(stream, data, eventAt);
+      },
       onLog: (entry, dropped) => this.#onLog(stream, entry, dropped),
       onDone: (error, logsDropped) => {
         if (logsDropped) stream.logs.dropped += logsDropped;
@@ -377,19 +380,29 @@ export class Router implements StreamTable {
   }
 
   /**
-   * Stops taking streams; waits up to `graceMs` for live ones to finish on their own, then
-   * fails the rest with SHUTTING_DOWN.
+   * Shuts down: refuses new streams (SHUTTING_DOWN), ends every live stream's input with
+   * reason `shutdown` so its handler leaves its loop and runs what comes after (a summary
+   * reaches the producer with its end record), waits up to `graceMs` for them to finish, then
+   * fails the rest with SHUTDOWN_TIMEOUT.
    */
   async close(graceMs: number): Promise<void> {
     this.#closing = true;
-    const deadline = Date.now() + graceMs;
-    while (this.#streams.size > 0 && Date.now() < deadline) {
+    for (const stream of [...this.#streams.values()]) this.endInput(stream, "shutdown");
+    const deadline = performance.now() + graceMs;
+    while (this.#streams.size > 0 && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
     for (const stream of [...this.#streams.values()]) {
-      this.fail(stream, { code: "SHUTTING_DOWN", message: "the server shut down before the stream ended" });
+      this.fail(stream, {
+        code: "SHUTDOWN_TIMEOUT",
+        message: `the server shut down and the handler did not finish within the grace period (${graceMs} ms)`,
+      });
     }
     this.#ended.clear();
+  }
+
+  get closing(): boolean {
+    return this.#closing;
   }
 
   /** A waiting stream whose version was replaced queues on the new one instead of failing. */

@@ -10,6 +10,11 @@ export interface ChannelEvent {
 export interface ChannelHooks {
   /** Called once per event the handler took (or that was dropped after it stopped iterating). */
   pulled(count: number): void;
+  /**
+   * The handler asks for its next event: a step boundary. Called before it gets the event or
+   * starts waiting for one, so what it produced in the step before leaves first.
+   */
+  step?(): void;
   /** The current event's metadata, updated as the handler takes events. */
   meta: EventMeta;
   ended(reason: EndReason): void;
@@ -80,6 +85,7 @@ export class EventChannel implements AsyncIterableIterator<unknown> {
   }
 
   next(): Promise<IteratorResult<unknown>> {
+    this.#hooks.step?.();
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (this.#head < this.#items.length) {
       const ev = this.#items[this.#head]!;

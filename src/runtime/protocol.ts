@@ -38,11 +38,20 @@ export type FromSandbox =
   | { k: "log"; s: number; l: LogLevel; m: string; t: number; x?: number }
   /** The handler finished. `x`: log lines dropped since the last one sent. */
   | { k: "done"; s: number; e?: ErrorRecord; x?: number }
-  | { k: "pong"; t: number };
+  | { k: "pong"; t: number }
+  /**
+   * A child process's event-loop totals (performance.eventLoopUtilization(): idle and active
+   * ms), last in a batch at most every 100 ms: its parent cannot read them as a thread's can.
+   */
+  | { k: "elu"; i: number; a: number }
+  /** A child process is about to exit because of `m` (its module failed to load, an uncaught error). */
+  | { k: "fatal"; m: string };
 
 export interface SandboxInit {
   bundlePath: string;
   functionName: string;
+  /** Thread sandboxes: shared memory for the outputs not posted yet (see OutputJournal). */
+  journal?: SharedArrayBuffer;
 }
 
 /** Unacknowledged outputs a stream may have in flight before its handler is paused. */

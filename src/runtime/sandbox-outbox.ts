@@ -1,26 +1,58 @@
 import type { MessagePort } from "node:worker_threads";
 import type { ErrorRecord } from "../api/errors.js";
+import type { OutputJournal } from "./output-journal.js";
 import type { FromSandbox } from "./protocol.js";
 
 /** Longest an output or credit waits in the outbox while the sandbox's turn goes on. */
 const kMaxHoldMs = 5;
+/** How often a child process reports its event-loop utilization (the router samples every 100 ms). */
+const kLoadReportMs = 100;
 
 /**
- * Messages from a sandbox to the router, flushed once per event-loop turn. Pull credits are
- * summed per stream within a turn, so a handler that takes 100 events costs one record.
+ * Messages from a sandbox to the router, batched: pull credits are summed per stream within a
+ * turn, and records go out together once per turn of the event loop, so a busy sandbox costs
+ * one message per batch, not one per output.
+ *
+ * What a handler produced must still reach the router if the handler then blocks the event
+ * loop (a CPU loop on its next event): a batch held here when the loop is stuck would be lost
+ * with the instance. Two ways, one per sandbox:
+ * - with a journal (thread sandbox): every output is also written to shared memory, cleared
+ *   whenever a batch is posted; the router reads what never arrived when it gives up on the
+ *   instance. Batching is untouched.
+ * - without one (process sandbox: no memory to share): the first output after a step boundary
+ *   is posted at once, and at each step boundary (`step()`: the handler asks for its next event
+ *   or starts waiting for output credit) whatever it added since goes out. A handler that
+ *   yields several outputs and then blocks in the same step can lose all but the first.
+ * Either way a stream's end (`done`) is posted before any other handler runs.
  */
 export class SandboxOutbox {
   #ops: FromSandbox[] = [];
   #pulls = new Map<number, number>();
-  #scheduled = false;
-  #scheduledAt = 0;
+  /** Something waits to be posted. */
+  #pending = false;
+  #pendingSince = 0;
+  /** A turn-end flush is scheduled (it may find nothing left to do). */
+  #immediate = false;
+  /** Without a journal: an output was posted since the last step boundary. */
+  #postedInStep = false;
   readonly #port: Pick<MessagePort, "postMessage">;
   readonly #refused: (s: number, error: ErrorRecord) => void;
+  readonly #journal: OutputJournal | undefined;
+  readonly #reportLoad: boolean;
+  #loadReportedAt = 0;
 
   /** `refused` hears of a stream whose output could not be cloned; it must end that stream. */
-  constructor(port: Pick<MessagePort, "postMessage">, refused: (s: number, error: ErrorRecord) => void) {
+  /** `reportLoad`: a child process, whose event-loop utilization rides along with its batches. */
+  constructor(
+    port: Pick<MessagePort, "postMessage">,
+    refused: (s: number, error: ErrorRecord) => void,
+    journal?: OutputJournal,
+    reportLoad = false,
+  ) {
     this.#port = port;
     this.#refused = refused;
+    this.#journal = journal;
+    this.#reportLoad = reportLoad;
   }
 
   send(op: FromSandbox): void {
@@ -28,26 +60,77 @@ export class SandboxOutbox {
     this.#schedule();
   }
 
+  /** An output, `n`-th of stream `s`; `t` is the arrival stamp of the event the handler held. */
+  output(s: number, n: number, d: string | Uint8Array, t: number): void {
+    const journal = this.#journal;
+    if (journal) {
+      if (!journal.record(s, n, t, d)) {
+        this.#flush(); // clears the journal
+        if (!journal.record(s, n, t, d)) {
+          // Larger than the journal: it goes on its own, now.
+          this.#ops.push({ k: "out", s, d, t });
+          this.#pending = true;
+          this.#flush();
+          return;
+        }
+      }
+      this.#ops.push({ k: "out", s, d, t });
+      this.#schedule();
+      return;
+    }
+    this.#ops.push({ k: "out", s, d, t });
+    if (this.#postedInStep) {
+      this.#schedule();
+      return;
+    }
+    this.#postedInStep = true;
+    this.#pending = true;
+    this.#flush();
+  }
+
   pull(s: number, n: number): void {
     this.#pulls.set(s, (this.#pulls.get(s) ?? 0) + n);
     this.#schedule();
   }
 
-  #schedule(): void {
-    if (this.#scheduled) {
-      // A handler that works through buffered events runs as one long chain of microtasks, so
-      // the turn can last long; past kMaxHoldMs what it produced so far goes out at once.
-      if (performance.now() - this.#scheduledAt > kMaxHoldMs) this.#flush();
-      return;
-    }
-    this.#scheduled = true;
-    this.#scheduledAt = performance.now();
-    setImmediate(this.#flush);
+  /**
+   * A handler reached a step boundary. Without a journal, what it produced goes out before it
+   * (or another handler) runs again. Credits alone can wait for the turn's end: losing them
+   * loses nothing.
+   */
+  step(): void {
+    if (this.#journal) return;
+    this.#postedInStep = false;
+    if (this.#ops.length > 0) this.#flush();
   }
 
-  readonly #flush = (): void => {
-    if (!this.#scheduled) return; // flushed early; this is the stale setImmediate
-    this.#scheduled = false;
+  /** Posts everything now: a stream ended, and its end must not wait behind other handlers. */
+  flushNow(): void {
+    this.#flush();
+  }
+
+  #schedule(): void {
+    if (this.#pending) {
+      // A handler that works through buffered events runs as one long chain of microtasks, so
+      // the turn can last long; past kMaxHoldMs what it produced so far goes out at once.
+      if (performance.now() - this.#pendingSince > kMaxHoldMs) this.#flush();
+      return;
+    }
+    this.#pending = true;
+    this.#pendingSince = performance.now();
+    if (this.#immediate) return;
+    this.#immediate = true;
+    setImmediate(this.#atTurnEnd);
+  }
+
+  readonly #atTurnEnd = (): void => {
+    this.#immediate = false;
+    this.#flush();
+  };
+
+  #flush(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
     const ops = this.#ops;
     this.#ops = [];
     // Credits go first: the router should refill inboxes before it reads outputs.
@@ -58,6 +141,14 @@ export class SandboxOutbox {
       ops.unshift(...credits);
     }
     if (ops.length === 0) return;
+    if (this.#reportLoad) {
+      const now = performance.now();
+      if (now - this.#loadReportedAt >= kLoadReportMs) {
+        this.#loadReportedAt = now;
+        const elu = performance.eventLoopUtilization();
+        ops.push({ k: "elu", i: elu.idle, a: elu.active });
+      }
+    }
     try {
       this.#port.postMessage(ops);
     } catch {
@@ -76,7 +167,8 @@ export class SandboxOutbox {
         }
       }
     }
-  };
+    this.#journal?.clear();
+  }
 }
 
 /** Longest stack that crosses to the router (for the server's log). */
@@ -91,6 +183,8 @@ const kMaxStackChars = 16 * 1024;
  */
 export function toErrorRecord(err: unknown): ErrorRecord {
   if (!(err instanceof Error)) return { code: "HANDLER_ERROR", message: String(err) };
+  const denied = accessDenied(err);
+  if (denied) return { code: "SANDBOX_ACCESS_DENIED", message: `the handler failed: ${denied}`, name: "Error" };
   const name = readString(() => err.name) ?? "Error";
   const record: ErrorRecord = { code: "HANDLER_ERROR", message: readString(() => err.message) || name, name };
   const stack = readString(() => err.stack);
@@ -106,4 +200,22 @@ function readString(get: () => unknown): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The process sandbox's refusal (Node's permission model), said with what was refused: Node's
+ * own message ("Access to this API has been restricted") names neither the path nor the kind.
+ */
+export function accessDenied(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const e = err as { code?: unknown; permission?: unknown; resource?: unknown };
+  if (readString(() => e.code) !== "ERR_ACCESS_DENIED") return undefined;
+  const permission = readString(() => e.permission) ?? "access";
+  const resource = readString(() => e.resource);
+  return `the process sandbox denied ${permission}${resource ? ` of ${resource}` : ""} (ERR_ACCESS_DENIED)`;
+}
+
+/** Why a sandbox is about to exit, for the router: access refusals named, else the error's message. */
+export function describeFatal(err: unknown): string {
+  return accessDenied(err) ?? (err instanceof Error ? readString(() => err.message) || String(err) : String(err));
 }

@@ -6,6 +6,11 @@ export interface SandboxPort {
   readonly init: SandboxInit;
   postMessage(batch: FromSandbox[]): void;
   onMessage(handler: (batch: ToSandbox[]) => void): void;
+  /**
+   * A child process only: tells the router why it is about to exit and resolves once that
+   * message is written (a thread's `error` event carries the error itself).
+   */
+  fatal?(message: string): Promise<void>;
 }
 
 export const kInitEnv = "STREAMFN_SANDBOX_INIT";
@@ -43,6 +48,10 @@ export async function connectSandboxPort(): Promise<SandboxPort> {
         send(batch);
       },
       onMessage: (handler) => process.on("message", handler as (msg: unknown) => void),
+      fatal: (m) =>
+        new Promise<void>((resolve) => {
+          send([{ k: "fatal", m }], undefined, {}, () => resolve());
+        }),
     };
   }
   throw new Error("the sandbox runtime must run in a worker thread or a child process started by streamfn");

@@ -6,6 +6,8 @@ export interface DriverSink {
   output(value: unknown): void | Promise<void>;
   /** Events the handler has taken; the caller turns these into credits for the producer side. */
   pulled(count: number): void;
+  /** A step boundary of the handler (see ChannelHooks.step). */
+  step?(): void;
 }
 
 /** One running handler invocation: its iterator, its context and the promise of its completion. */
@@ -20,6 +22,7 @@ export class StreamRun {
     this.channel = new EventChannel({
       meta,
       pulled: (n) => sink.pulled(n),
+      ...(sink.step ? { step: sink.step } : {}),
       ended: (reason) => {
         this.#endReason = reason;
       },

@@ -4,7 +4,8 @@ import { pathToFileURL } from "node:url";
 import { isStreamFunction } from "../api/define.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { StreamFunction } from "../api/types.js";
-import { SandboxOutbox, toErrorRecord } from "./sandbox-outbox.js";
+import { OutputJournal } from "./output-journal.js";
+import { SandboxOutbox, describeFatal, toErrorRecord } from "./sandbox-outbox.js";
 import { LogRateLimit, streamLogger } from "./sandbox-log.js";
 import { StreamRun } from "./stream-driver.js";
 import type { ToSandbox } from "./protocol.js";
@@ -23,11 +24,24 @@ interface Live {
 }
 
 const live = new Map<number, Live>();
-const outbox = new SandboxOutbox(port, (s, error) => {
-  const entry = live.get(s);
-  entry?.run.abort(Object.assign(new Error(error.message), { code: error.code }));
-  finish(s, error);
-});
+const outbox = new SandboxOutbox(
+  port,
+  (s, error) => {
+    const entry = live.get(s);
+    entry?.run.abort(Object.assign(new Error(error.message), { code: error.code }));
+    finish(s, error);
+  },
+  init.journal ? new OutputJournal(init.journal) : undefined,
+  port.fatal !== undefined, // a child process: no parent can read its event loop
+);
+
+if (port.fatal) {
+  const fatal = port.fatal;
+  // A child process that dies of an uncaught error says why first (threads report through their `error` event).
+  process.on("uncaughtException", (err) => {
+    void fatal(describeFatal(err)).finally(() => process.exit(1));
+  });
+}
 
 process.on("unhandledRejection", (reason) => {
   console.warn(`[${init.functionName}] unhandled promise rejection in function code:`, reason);
@@ -44,7 +58,11 @@ try {
   }
   fn = mod.default;
 } catch (err) {
-  // The error event carries it to the pool, which reports the load failure.
+  if (port.fatal) {
+    await port.fatal(describeFatal(err));
+    process.exit(1);
+  }
+  // The thread's error event carries it to the pool, which reports the load failure.
   throw err;
 }
 outbox.send({ k: "ready", options: fn.options });
@@ -53,15 +71,19 @@ function open(s: number, streamId: string): void {
   const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, outputs: 0, resume: undefined, logLimit: new LogRateLimit() };
   const sink = {
     output(value: unknown): void | Promise<void> {
-      entry.outputs++;
-      outbox.send({ k: "out", s, d: serializeOutput(value, entry.outputs), t: entry.run.ctx.event.receivedAt });
+      const n = ++entry.outputs;
+      outbox.output(s, n, serializeOutput(value, n), entry.run.ctx.event.receivedAt);
       if (++entry.unacked < kOutputWindow) return undefined;
+      outbox.step(); // the handler now waits for credit; other handlers may run meanwhile
       return new Promise<void>((resolve) => {
         entry.resume = resolve;
       });
     },
     pulled(n: number): void {
       outbox.pull(s, n);
+    },
+    step(): void {
+      outbox.step();
     },
   };
   // Lines logged after the stream ended (a timer the handler left behind) have nowhere to go.
@@ -124,6 +146,8 @@ function finish(s: number, e: ErrorRecord | undefined): void {
   live.delete(s);
   const x = entry.logLimit.takeDropped();
   outbox.send({ k: "done", s, ...(e ? { e } : {}), ...(x > 0 ? { x } : {}) });
+  // Its end goes before any other handler runs (and could block the loop).
+  outbox.flushNow();
 }
 
 port.onMessage((batch: ToSandbox[]) => {

@@ -52,7 +52,10 @@ export interface ServerOptions {
   endedRetentionMs?: number;
   /** Outputs kept per stream for subscribers that resume (router option outputRetention). Default 128. */
   outputRetention?: number;
-  /** On close, how long running streams get to finish. Default 5 000. */
+  /**
+   * On close, how long running streams get to finish once their input ended with reason
+   * `shutdown`; the rest fail with SHUTDOWN_TIMEOUT. Default 10 000.
+   */
   graceMs?: number;
   /**
    * The server's structured log (see createServerLogger): JSON lines on stdout by default,
@@ -115,7 +118,12 @@ export class StreamfnServer {
     this.gateway.streamHttp(createHttpStreams(this.table));
     registerLogRoutes(this.gateway, this.table, this.registry, this.logFollowers);
     this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
-    this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
+    // While shutting down, a load balancer should send new streams elsewhere.
+    this.gateway.route("GET", "/healthz", (_req, res) =>
+      this.router.closing
+        ? sendJson(res, 503, { ok: false, error: { code: "SHUTTING_DOWN", message: "the server is shutting down" } })
+        : sendJson(res, 200, { ok: true }),
+    );
     this.gateway.route("GET", "/v1/status", (_req, res) => sendJson(res, 200, buildStatus(this)));
     registerControl(this.gateway, {
       registry: this.registry,
@@ -167,6 +175,11 @@ export class StreamfnServer {
     return server;
   }
 
+  /** How long running streams get to finish on close. */
+  get graceMs(): number {
+    return this.#options.graceMs ?? 10_000;
+  }
+
   get port(): number {
     return (this.gateway.server.address() as AddressInfo).port;
   }
@@ -179,7 +192,7 @@ export class StreamfnServer {
   /** Stops accepting, lets running streams finish for `graceMs`, then stops every instance. Safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.router.close(this.#options.graceMs ?? 5_000);
+      await this.router.close(this.graceMs);
       this.logFollowers.close();
       await this.gateway.close();
       await this.registry.close();

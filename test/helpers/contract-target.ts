@@ -3,8 +3,9 @@
 // the same test runs against embedded mode and, later, against cluster mode.
 //
 // STREAMFN_CONTRACT_TARGET picks it: `embedded` (default) starts one in-process server;
-// `cluster` is where the processes of cluster mode (message broker, workers, gateway) are
-// started, once they exist.
+// `cluster` starts the processes of cluster mode (message broker, worker, gateway).
+// Every suite runs once per sandbox (`forEachSandbox`): the thread and the process sandbox
+// keep the same contract. STREAMFN_CONTRACT_SANDBOX=thread or =process runs only one.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ServerOptions, StreamfnServer } from "../../src/server/server.js";
@@ -13,12 +14,16 @@ import { eventually, startTestServer } from "./server.js";
 import type { Rec } from "./ws-client.js";
 
 export type ContractTargetKind = "embedded" | "cluster";
+export type ContractSandbox = "thread" | "process";
 
 /** What a contract test may ask of a deployment: server-wide settings every mode honours. */
 export type ContractOptions = Pick<
   Partial<ServerOptions>,
   "endedRetentionMs" | "outputRetention" | "defaults" | "overrides" | "graceMs" | "pingIntervalMs" | "token"
->;
+> & {
+  /** The sandbox every function runs in (a default under the functions' own options). Default thread. */
+  sandbox?: ContractSandbox;
+};
 
 /** GET /v1/functions/:fn/streams/:id of a live stream (state waiting or running) or an ended one (state ended). */
 export interface StreamStatusDoc {
@@ -51,8 +56,11 @@ export interface ClosedStream {
 
 export interface ContractTarget {
   readonly kind: ContractTargetKind;
+  readonly sandbox: ContractSandbox;
   /** http://host:port of the gateway. */
   readonly url: string;
+  /** The directory the functions are served from (readable by either sandbox). */
+  readonly functionsDir: string;
   /** ws://host:port of the gateway. */
   readonly wsUrl: string;
   /** The stream's status document, or undefined when the deployment does not know the stream (404). */
@@ -87,6 +95,26 @@ export function contractTargetKind(): ContractTargetKind {
   return kind;
 }
 
+/** The sandboxes the contract runs against: both, unless STREAMFN_CONTRACT_SANDBOX names one. */
+export function contractSandboxes(): ContractSandbox[] {
+  const only = process.env.STREAMFN_CONTRACT_SANDBOX;
+  if (only === undefined || only === "" || only === "both") return ["thread", "process"];
+  if (only !== "thread" && only !== "process") {
+    throw new Error(`STREAMFN_CONTRACT_SANDBOX must be thread, process or both, got ${JSON.stringify(only)}`);
+  }
+  return [only];
+}
+
+/** Declares a suite once per sandbox: `forEachSandbox((sandbox) => describe(...))`. */
+export function forEachSandbox(suite: (sandbox: ContractSandbox) => void): void {
+  for (const sandbox of contractSandboxes()) suite(sandbox);
+}
+
+/** Skip option for a test that one sandbox cannot pass by design, with the reason. */
+export function onlyIn(sandbox: ContractSandbox, current: ContractSandbox, reason: string): { skip: string | false } {
+  return { skip: current === sandbox ? false : `${current} sandbox: ${reason}` };
+}
+
 /** Skip option for a test that needs the in-process server: `it(name, inProcessOnly(), fn)`. */
 export function inProcessOnly(): { skip: string | false } {
   return { skip: contractTargetKind() === "embedded" ? false : "looks inside the server process" };
@@ -104,15 +132,17 @@ export function notOnCluster(reason: string): { skip: string | false } {
  * Starts a deployment serving the given function sources (file name → TypeScript source)
  * and answers once it takes streams.
  */
-export async function startContractTarget(functions: Record<string, string>, options: ContractOptions = {}): Promise<ContractTarget> {
+export async function startContractTarget(functions: Record<string, string>, contract: ContractOptions = {}): Promise<ContractTarget> {
   const kind = contractTargetKind();
-  if (kind === "cluster") return startClusterTarget(functions, options);
+  const { sandbox = "thread", ...rest } = contract;
+  const options: ContractOptions = { ...rest, defaults: { sandbox, ...rest.defaults } };
+  if (kind === "cluster") return startClusterTarget(functions, options, sandbox);
   const t = await startTestServer(functions, options);
-  return observeOver(kind, t.url, t.server, () => t.close(), options.token);
+  return observeOver(kind, sandbox, t.dir, t.url, t.server, () => t.close(), options.token);
 }
 
 /** nats-server, one `streamfn worker` and one `streamfn gateway` process (the real CLI) serving the functions. */
-async function startClusterTarget(functions: Record<string, string>, options: ContractOptions): Promise<ContractTarget> {
+async function startClusterTarget(functions: Record<string, string>, options: ContractOptions, sandbox: ContractSandbox): Promise<ContractTarget> {
   const { TestCluster } = await import("./cluster-procs.js");
   const cluster = await TestCluster.start(functions, "contract");
   try {
@@ -125,7 +155,7 @@ async function startClusterTarget(functions: Record<string, string>, options: Co
     if (options.endedRetentionMs !== undefined) extra.push("--ended-retention-ms", String(options.endedRetentionMs));
     if (options.pingIntervalMs !== undefined) extra.push("--ping-interval-ms", String(options.pingIntervalMs));
     const gw = await cluster.gateway(extra);
-    return observeOver("cluster", gw.url, undefined, () => cluster.close(), options.token);
+    return observeOver("cluster", sandbox, cluster.dir, gw.url, undefined, () => cluster.close(), options.token);
   } catch (err) {
     await cluster.close();
     throw err;
@@ -134,6 +164,8 @@ async function startClusterTarget(functions: Record<string, string>, options: Co
 
 function observeOver(
   kind: ContractTargetKind,
+  sandbox: ContractSandbox,
+  functionsDir: string,
   url: string,
   embedded: StreamfnServer | undefined,
   close: () => Promise<void>,
@@ -144,6 +176,8 @@ function observeOver(
     `${url}/v1/functions/${encodeURIComponent(fn)}/streams/${encodeURIComponent(id)}`;
   const target: ContractTarget = {
     kind,
+    sandbox,
+    functionsDir,
     url,
     wsUrl: url.replace(/^http/, "ws"),
     embedded,

@@ -54,7 +54,7 @@ export function registerDev(program: Command): void {
         });
         checker.request();
       }
-      stopOnSignals(server);
+      stopOnSignals(server, server.graceMs);
     });
   withExample(cmd, "streamfn dev ./functions --port 8080", "streamfn dev ./functions --outputs 3 --no-typecheck");
 }

@@ -5,9 +5,12 @@ import type { StreamFunctionOptions } from "../../api/types.js";
 // server (esbuild, pino, ws, prom-client) is loaded by the commands that run one.
 import type { StreamfnServer, ServerOptions } from "../../server/server.js";
 import type { ServerLogger } from "../../server/logger.js";
-import { applySetting, parseCount, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
+import { applySetting, parseCount, parseMs, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
 import type { FunctionSetting } from "../config.js";
 import { collect, selfCommand, withExample } from "../util.js";
+
+/** How long running streams get to finish on SIGINT/SIGTERM unless --grace-ms or the config says. */
+export const kDefaultGraceMs = 10_000;
 
 export function registerServe(program: Command): void {
   const cmd = addServeFlags(
@@ -26,7 +29,7 @@ export function registerServe(program: Command): void {
       }
       announce(server, Date.now() - server.startedAt);
       serverLog.release();
-      stopOnSignals(server);
+      stopOnSignals(server, server.graceMs);
     });
   withExample(cmd, "streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000");
 }
@@ -40,7 +43,12 @@ export function addServeFlags(cmd: Command): Command {
     .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
     .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
-    .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1);
+    .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
+    .option(
+      "--grace-ms <ms>",
+      `on SIGINT/SIGTERM, how long running streams get to finish after their input ends with reason shutdown (default ${kDefaultGraceMs})`,
+      (v) => parseMs(v, "--grace-ms"),
+    );
 }
 
 export interface ServeFlags {
@@ -51,6 +59,7 @@ export interface ServeFlags {
   set: string[];
   watch: boolean;
   spareThreads: number;
+  graceMs?: number;
 }
 
 /**
@@ -85,6 +94,7 @@ export async function startFromFlags(
     overrides: overrides as Record<string, StreamFunctionOptions>,
     watch: opts.watch,
     spareThreads: opts.spareThreads,
+    graceMs: opts.graceMs ?? cfg.graceMs ?? kDefaultGraceMs,
     ...extra,
   });
   const served = server.registry.functions().filter((f) => f.current).map((f) => f.name);
@@ -115,14 +125,23 @@ export function announce(server: StreamfnServer, readyMs: number): void {
   );
 }
 
-/** SIGINT/SIGTERM let running streams finish; a second signal forces the exit. */
-export function stopOnSignals(server: StreamfnServer): void {
+/**
+ * SIGINT/SIGTERM end every stream's input (reason shutdown) and give handlers `graceMs` to
+ * finish; a second signal forces the exit.
+ */
+export function stopOnSignals(server: StreamfnServer, graceMs: number): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) process.exit(130);
     stopping = true;
-    console.log(`streamfn: ${signal}: letting running streams finish (up to 5 s; again to force)`);
-    void server.close().then(() => process.exit(0));
+    console.log(`streamfn: ${signal}: ending every stream's input; handlers have up to ${graceMs} ms to finish (again to force)`);
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`streamfn: shutting down failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
+    );
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
