@@ -1,3 +1,4 @@
+import { sandboxEnv } from "./sandbox-env.js";
 import { fork } from "node:child_process";
 import { statSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
@@ -65,7 +66,7 @@ export class ProcessSandbox implements Sandbox {
         ...nodeModulesOnPath(spec.bundlePath).map((dir) => `--allow-fs-read=${dir}/`),
         `--max-old-space-size=${spec.memoryMb}`,
       ],
-      env: { ...process.env, [kInitEnv]: JSON.stringify(init) },
+      env: sandboxEnv({ [kInitEnv]: JSON.stringify(init) }),
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });

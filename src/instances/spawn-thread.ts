@@ -2,6 +2,7 @@ import { Worker } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import type { SandboxInit } from "../runtime/protocol.js";
 import type { SpareInit } from "../runtime/sandbox-port.js";
+import { sandboxEnv } from "./sandbox-env.js";
 
 const kWorkerEntry = fileURLToPath(new URL("../runtime/worker-main.js", import.meta.url));
 
@@ -9,6 +10,7 @@ const kWorkerEntry = fileURLToPath(new URL("../runtime/worker-main.js", import.m
 export function spawnThread(init: SandboxInit | SpareInit, memoryMb: number): Worker {
   return new Worker(kWorkerEntry, {
     workerData: init,
+    env: sandboxEnv(),
     resourceLimits: {
       maxOldGenerationSizeMb: memoryMb,
       maxYoungGenerationSizeMb: Math.max(4, Math.min(32, Math.floor(memoryMb / 8))),

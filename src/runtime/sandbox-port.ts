@@ -38,6 +38,8 @@ export async function connectSandboxPort(): Promise<SandboxPort> {
     };
   }
   const raw = process.env[kInitEnv];
+  // The handler's environment is its own: the platform's hand-off does not stay in it.
+  delete process.env[kInitEnv];
   if (process.send && raw) {
     const send = process.send.bind(process);
     // The parent going away (crash, kill -9) must not leave this process running.
