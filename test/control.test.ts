@@ -332,7 +332,7 @@ const kControlled = fnSource(
     async *handler(events, ctx) {
       ctx.signal.addEventListener("abort", () => {
         const r = ctx.signal.reason;
-        writeFileSync(join(process.env.STREAMFN_TEST_MARKERS, ctx.streamId), r.code + ": " + r.message);
+        writeFileSync(join(process.env.TEST_ABORT_MARKERS, ctx.streamId), r.code + ": " + r.message);
       });
       for await (const e of events) {
         if (e === "boom") throw new Error("boom");
@@ -348,13 +348,13 @@ describe("streams of a function (GET /v1/functions/:fn/streams, DELETE …/strea
   let markers: string;
   before(async () => {
     markers = await mkdtemp(join(tmpdir(), "streamfn-markers-"));
-    process.env.STREAMFN_TEST_MARKERS = markers;
+    process.env.TEST_ABORT_MARKERS = markers;
     t = await startTestServer({ "ctl.ts": kControlled });
   });
   after(async () => {
     await t.close();
     await rm(markers, { recursive: true, force: true });
-    delete process.env.STREAMFN_TEST_MARKERS;
+    delete process.env.TEST_ABORT_MARKERS;
   });
 
   const list = (query = "") => call(`${t.url}/v1/functions/ctl/streams${query}`);
