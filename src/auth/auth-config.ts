@@ -147,6 +147,8 @@ export function parseAuth(raw: unknown, label: string): AuthConfig {
 
 /** The legacy token and an auth file together; a secret in both is refused like a duplicate. */
 export function combineAuth(token: string | undefined, auth: AuthConfig | undefined): AuthConfig | undefined {
+  // An empty STREAMFN_TOKEN has always meant no token.
+  if (token === "") token = undefined;
   if (token === undefined && auth === undefined) return undefined;
   const tokens = [...(auth?.tokens ?? [])];
   if (token !== undefined) {
