@@ -117,7 +117,7 @@ describe("rate limits per token", () => {
   it("refuses POSTed events over eventsPerS or bytesPerS whole (429, Retry-After), taking none of them", async () => {
     const url = `${t.url}/v1/functions/echo/streams/posted/events`;
     const post = (n: number, pad = "", token = "flood-http-secret"): Promise<Awaited<ReturnType<typeof call>>> =>
-      call(pad ? `${url}-bytes` : url, {
+      call(pad ? url.replace("/posted/", "/posted-bytes/") : url, {
         method: "POST",
         headers: { ...bearer(token), "content-type": "application/x-ndjson" },
         body: Array.from({ length: n }, () => JSON.stringify({ data: pad || 1 })).join("\n") + "\n",
