@@ -663,19 +663,13 @@ function outputLimitError(stream: Stream, json: string | undefined, bytes: Uint8
   if (stream.outputs >= o.maxOutputs) {
     return { code: "TOO_MANY_OUTPUTS", message: `the handler produced more than ${o.maxOutputs} outputs (maxOutputs of ${stream.functionName})` };
   }
-  let size: number;
-  let exact = true;
-  if (bytes) size = bytes.byteLength;
-  else {
-    // UTF-8 takes 1-3 bytes per UTF-16 unit: count exactly only when the length leaves it open.
-    size = json!.length;
-    if (size > o.maxOutputBytes) exact = false;
-    else if (size * 3 > o.maxOutputBytes) size = Buffer.byteLength(json!);
-  }
-  if (size > o.maxOutputBytes) {
+  // UTF-8 takes 1-3 bytes per UTF-16 unit: text is counted exactly only when its length leaves it open.
+  const over = bytes ? bytes.byteLength > o.maxOutputBytes : json!.length * 3 > o.maxOutputBytes && Buffer.byteLength(json!) > o.maxOutputBytes;
+  if (over) {
+    const size = bytes ? bytes.byteLength : Buffer.byteLength(json!);
     return {
       code: "OUTPUT_TOO_LARGE",
-      message: `output ${stream.outputs + 1} has ${exact ? "" : "at least "}${size} bytes, over the maxOutputBytes (${o.maxOutputBytes}) of ${stream.functionName}`,
+      message: `output ${stream.outputs + 1} has ${size} bytes, over the maxOutputBytes (${o.maxOutputBytes}) of ${stream.functionName}`,
     };
   }
   return undefined;
