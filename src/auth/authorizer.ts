@@ -91,7 +91,8 @@ export class Authorizer {
             : `missing token: ${rule.what} needs a token with the ${rolesText(rule.roles)} role; send Authorization: Bearer <token>`,
         );
       }
-      if (!this.#auth && this.#exposed && rule.roles.includes("admin")) {
+      // (Only listed admin routes: an unknown path on a server without tokens is a plain 404.)
+      if (!this.#auth && this.#exposed && match && rule.roles.includes("admin")) {
         throw new StreamfnError(
           "FORBIDDEN",
           `${rule.what} is refused: this server can be reached from other machines and has no token, ` +
