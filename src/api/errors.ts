@@ -31,6 +31,8 @@ export const ErrorCodes = {
   OUTPUTS_EXPIRED: { status: 410, retryable: false },
   // limits and capacity: retry later
   INBOX_FULL: { status: 429, retryable: true },
+  // a client (token or address) went over one of its rate limits (see SECURITY.md, "Limits")
+  RATE_LIMITED: { status: 429, retryable: true },
   CAPACITY_EXCEEDED: { status: 503, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
   // the server shut down and the handler did not finish within the grace period (--grace-ms)
@@ -45,6 +47,9 @@ export const ErrorCodes = {
   OUTPUT_NOT_SERIALIZABLE: { status: 500, retryable: false },
   // the process sandbox refused the handler a file (or another permission); the message names it
   SANDBOX_ACCESS_DENIED: { status: 500, retryable: false },
+  // the handler went over its output limits (maxOutputBytes, maxOutputs): its stream fails
+  OUTPUT_TOO_LARGE: { status: 500, retryable: false },
+  TOO_MANY_OUTPUTS: { status: 500, retryable: false },
   // deploying a function
   FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
   INVALID_FUNCTION: { status: 500, retryable: false },
@@ -81,7 +86,7 @@ export interface ErrorRecord {
 export class StreamfnError extends Error {
   override readonly name = "StreamfnError";
   readonly code: ErrorCode;
-  /** Suggested wait before a retry, for CAPACITY_EXCEEDED and INBOX_FULL. */
+  /** Suggested wait before a retry, for CAPACITY_EXCEEDED, INBOX_FULL and RATE_LIMITED. */
   readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {

@@ -19,6 +19,10 @@ export interface StreamFunctionOptions {
   maxEvents?: number;
   /** Largest event payload accepted, in bytes. Default 1 MiB. */
   maxEventBytes?: number;
+  /** Outputs a stream may produce; one more fails the stream with TOO_MANY_OUTPUTS. Default 1 000 000. */
+  maxOutputs?: number;
+  /** Largest output in bytes (its JSON text, or a binary output's length); a bigger one fails the stream with OUTPUT_TOO_LARGE. Default 16 MiB. */
+  maxOutputBytes?: number;
   /** Time the handler has, after its input ended, to finish and yield final outputs. Default 5 000. */
   epilogueMs?: number;
   /** A handler that does not pull the next waiting event for this long fails its stream. Default 30 000. */

@@ -1,5 +1,10 @@
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { StreamfnError } from "../api/errors.js";
+import { loadAuth, parseAuth } from "../auth/auth-config.js";
+import type { AuthConfig } from "../auth/auth-config.js";
+import { validateLimits } from "../auth/rate-limits.js";
+import type { RateLimits } from "../auth/rate-limits.js";
 import { validateOptions } from "../api/options.js";
 import type { StreamFunctionOptions } from "../api/types.js";
 
@@ -10,6 +15,12 @@ export interface ConfigFile {
   token?: string;
   /** On SIGINT/SIGTERM, how long running streams get to finish (ms). */
   graceMs?: number;
+  /** Tokens with roles: an auth file's path (relative to the config file) or its content inline. */
+  auth?: AuthConfig;
+  /** Listen on a non-loopback host without tokens. */
+  insecure?: boolean;
+  /** Rate limits per client address (as the --limit-* flags). */
+  limits?: RateLimits;
   defaults?: StreamFunctionOptions;
   functions?: Record<string, StreamFunctionOptions>;
 }
@@ -25,7 +36,7 @@ export function readConfigFile(path: string): ConfigFile {
     throw new StreamfnError("INVALID_OPTIONS", `config ${path} must be a JSON object`);
   }
   const cfg = raw as Record<string, unknown>;
-  const known = new Set(["port", "host", "token", "graceMs", "defaults", "functions"]);
+  const known = new Set(["port", "host", "token", "auth", "insecure", "limits", "graceMs", "defaults", "functions"]);
   for (const key of Object.keys(cfg)) {
     if (!known.has(key)) throw new StreamfnError("INVALID_OPTIONS", `config ${path}: unknown key "${key}" (known: ${[...known].join(", ")})`);
   }
@@ -41,6 +52,16 @@ export function readConfigFile(path: string): ConfigFile {
     }
     out[key] = v;
   }
+  if (cfg.auth !== undefined) {
+    if (typeof cfg.auth === "string" && cfg.auth !== "") out.auth = loadAuth(resolve(dirname(path), cfg.auth), `config ${path}: auth`);
+    else if (typeof cfg.auth === "object" && cfg.auth !== null && !Array.isArray(cfg.auth)) out.auth = parseAuth(cfg.auth, `config ${path}: auth`);
+    else throw new StreamfnError("INVALID_OPTIONS", `config ${path}: "auth" must be an auth file's path or an object {"tokens": [...]}`);
+  }
+  if (cfg.insecure !== undefined) {
+    if (typeof cfg.insecure !== "boolean") throw new StreamfnError("INVALID_OPTIONS", `config ${path}: "insecure" must be true or false`);
+    out.insecure = cfg.insecure;
+  }
+  if (cfg.limits !== undefined) out.limits = validateLimits(cfg.limits, `config ${path}: limits`);
   out.defaults = validateOptions(cfg.defaults, `config ${path}: defaults`);
   if (cfg.functions !== undefined) {
     if (typeof cfg.functions !== "object" || cfg.functions === null) {
@@ -86,6 +107,12 @@ export function parseMs(value: unknown, where: string): number {
     throw new StreamfnError("INVALID_OPTIONS", `${where} must be milliseconds, an integer 0-86400000, got ${JSON.stringify(value)}`);
   }
   return n;
+}
+
+/** A rate limit's value for a --limit-* flag: an integer >= 0 (0: no limit). */
+export function parseLimit(value: string, flag: string): number {
+  if (!/^\d{1,12}$/.test(value)) throw new StreamfnError("INVALID_OPTIONS", `${flag} takes a whole number >= 0 (0: no limit), got "${value}"`);
+  return Number(value);
 }
 
 /** A small count 0-999 for a flag such as --spare-threads. */

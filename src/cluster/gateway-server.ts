@@ -1,6 +1,10 @@
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
+import { combineAuth } from "../auth/auth-config.js";
+import type { AuthConfig } from "../auth/auth-config.js";
+import type { RateLimits } from "../auth/rate-limits.js";
 import { ControlAccess, isLoopbackHost } from "../control/access.js";
+import { addressLimits, assertSafeHost, logInsecure } from "../auth/safe-defaults.js";
 import { cancelStream } from "../control/streams.js";
 import { serveDashboard } from "../dashboard/dashboard.js";
 import { Gateway } from "../gateway/gateway.js";
@@ -20,6 +24,12 @@ export interface ClusterGatewayOptions {
   port?: number;
   host?: string;
   token?: string;
+  /** Tokens with roles (see ServerOptions.auth). */
+  auth?: AuthConfig;
+  /** Listen on a non-loopback host without tokens (see ServerOptions.insecure). */
+  insecure?: boolean;
+  /** Rate limits per client address (see ServerOptions.limits). */
+  limits?: RateLimits;
   name?: string;
   prefix?: string;
   storage?: "file" | "memory";
@@ -50,7 +60,9 @@ export class ClusterGatewayServer {
     this.metrics = new GatewayMetrics(cluster, table);
     const counted = this.metrics.counted();
     this.#host = options.host ?? "127.0.0.1";
-    this.gateway = new Gateway(counted, { token: options.token, pingIntervalMs: options.pingIntervalMs });
+    const auth = combineAuth(options.token, options.auth);
+    const exposed = !isLoopbackHost(this.#host);
+    this.gateway = new Gateway(counted, { auth, exposed, addressLimits: addressLimits(this.#host, auth, options.limits), pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(counted));
     this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
@@ -60,12 +72,13 @@ export class ClusterGatewayServer {
       res.end(text);
     });
     this.gateway.route("GET", "/v1/status", async (_req, res) => sendJson(res, 200, await this.status()));
-    const access = new ControlAccess({ token: options.token, exposed: !isLoopbackHost(this.#host) });
+    const access = new ControlAccess({ hasTokens: this.gateway.authorizer.hasTokens, exposed });
     const logger = options.logger ?? { info() {}, warn() {} };
-    this.gateway.route("DELETE", "/v1/functions/:fn/streams/:id", (_req, res, url, p) => cancelStream({ table, access, logger }, res, url, p.fn!, p.id!));
+    this.gateway.route("DELETE", "/v1/functions/:fn/streams/:id", (req, res, url, p) => cancelStream({ table, access, logger }, req, res, url, p.fn!, p.id!));
   }
 
   static async start(options: ClusterGatewayOptions): Promise<ClusterGatewayServer> {
+    assertSafeHost(options.host ?? "127.0.0.1", combineAuth(options.token, options.auth), options.insecure);
     const name = options.name ?? `${hostname()}-${process.pid}`;
     const cluster = await openCluster({ servers: options.nats, name: `streamfn-gateway-${name}`, prefix: options.prefix, storage: options.storage, logger: options.logger });
     let table: ClusterStreamTable | undefined;
@@ -80,6 +93,7 @@ export class ClusterGatewayServer {
           resolve();
         });
       });
+      if (!server.gateway.authorizer.hasTokens && !isLoopbackHost(server.#host) && options.logger) logInsecure(options.logger, server.#host);
       return server;
     } catch (err) {
       await table?.close();

@@ -1,4 +1,6 @@
+import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
+import { callerOf } from "../auth/authorizer.js";
 import { StreamfnError } from "../api/errors.js";
 
 /** True for addresses only this machine can reach: 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`. */
@@ -13,26 +15,33 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 export interface ControlAccessOptions {
-  /** The server's token; when set the gateway already checked it on every request. */
-  token: string | undefined;
+  /** Whether the server has tokens; the gateway already checked the request's role against route-roles.ts. */
+  hasTokens: boolean;
   /** Whether other machines can reach the server. */
   exposed: boolean;
 }
 
 /**
- * Who may change what is served. Uploading a function runs its code on this machine, so on a
- * server others can reach, changes need a token even though reading does not.
+ * Who may change what is served. Uploading a function runs its code on this machine, so a
+ * change needs an admin token, and a server others can reach without any token refuses
+ * changes even though reading works. The gateway checks this first (route-roles.ts); the
+ * handlers check again so that a route registered under a wrong row still cannot change things.
  */
 export class ControlAccess {
   constructor(readonly options: ControlAccessOptions) {}
 
-  /** Throws FORBIDDEN for a change on a server reachable from the network without a token. */
-  assertMayChange(what: string): void {
-    if (this.options.token || !this.options.exposed) return;
+  /** Throws FORBIDDEN unless the request may make a change (`what` names it). */
+  assertMayChange(what: string, req: IncomingMessage): void {
+    const caller = callerOf(req);
+    if (this.options.hasTokens) {
+      if (caller?.may("admin")) return;
+      throw new StreamfnError("FORBIDDEN", `${what} needs a token with the admin role${caller?.token ? `; token "${caller.token.name}" has ${[...caller.token.roles].join(", ")}` : ""}`);
+    }
+    if (!this.options.exposed) return;
     throw new StreamfnError(
       "FORBIDDEN",
       `${what} is refused: this server can be reached from other machines and has no token, ` +
-        `and a change through the control API runs code here; restart it with --token (or STREAMFN_TOKEN)`,
+        `and a change through the control API runs code here; restart it with --auth (or --token, STREAMFN_TOKEN)`,
     );
   }
 }

@@ -11,8 +11,9 @@ export interface ControlOptions {
   registry: Registry;
   table: StreamTable;
   status(): ServerStatus;
-  token: string | undefined;
-  /** Whether other machines can reach the server: changes then need a token. */
+  /** Whether the server has tokens: changes then need the admin role. */
+  hasTokens: boolean;
+  /** Whether other machines can reach the server: without tokens, changes are then refused. */
   exposed: boolean;
   logger: ServerLogger;
 }
@@ -22,12 +23,12 @@ export interface ControlOptions {
  * them, list and cancel streams, over the server's own port and token.
  */
 export function registerControl(gateway: Gateway, options: ControlOptions): void {
-  const access = new ControlAccess({ token: options.token, exposed: options.exposed });
+  const access = new ControlAccess({ hasTokens: options.hasTokens, exposed: options.exposed });
   const deps = { ...options, access };
   gateway.route("GET", "/v1/functions", (_req, res) => listFunctions(deps, res));
   gateway.route("GET", "/v1/functions/:fn", (_req, res, _url, p) => describeFunction(deps, res, p.fn!));
   gateway.route("PUT", "/v1/functions/:fn", (req, res, url, p) => uploadFunction(deps, req, res, url, p.fn!));
-  gateway.route("DELETE", "/v1/functions/:fn", (_req, res, _url, p) => retireFunction(deps, res, p.fn!));
+  gateway.route("DELETE", "/v1/functions/:fn", (req, res, _url, p) => retireFunction(deps, req, res, p.fn!));
   gateway.route("GET", "/v1/functions/:fn/streams", (_req, res, url, p) => listStreams(deps, res, url, p.fn!));
-  gateway.route("DELETE", "/v1/functions/:fn/streams/:id", (_req, res, url, p) => cancelStream(deps, res, url, p.fn!, p.id!));
+  gateway.route("DELETE", "/v1/functions/:fn/streams/:id", (req, res, url, p) => cancelStream(deps, req, res, url, p.fn!, p.id!));
 }

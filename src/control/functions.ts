@@ -72,7 +72,7 @@ export async function uploadFunction(
   url: URL,
   name: string,
 ): Promise<void> {
-  deps.access.assertMayChange(`uploading function ${name}`);
+  deps.access.assertMayChange(`uploading function ${name}`, req);
   assertFunctionName(name);
   const kind = uploadKind(req, url);
   const body = await readBody(req, res, kMaxUploadBytes, (bytes) =>
@@ -99,8 +99,8 @@ export async function uploadFunction(
 }
 
 /** DELETE /v1/functions/:name: no new streams; running ones finish; the uploaded copy goes. */
-export async function retireFunction(deps: FunctionsDeps, res: ServerResponse, name: string): Promise<void> {
-  deps.access.assertMayChange(`retiring function ${name}`);
+export async function retireFunction(deps: FunctionsDeps, req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+  deps.access.assertMayChange(`retiring function ${name}`, req);
   const { version, removedUpload, directoryFile } = await deps.registry.retire(name);
   deps.logger.info({ fn: name, version: version ?? null, source: "control" }, "retired (running streams finish on it)");
   sendJson(res, 200, {

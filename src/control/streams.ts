@@ -1,5 +1,5 @@
 import type { ServerLogger } from "../server/logger.js";
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import { sendJson } from "../gateway/http-util.js";
@@ -100,8 +100,8 @@ export function listStreams(deps: StreamsDeps, res: ServerResponse, url: URL, fn
 }
 
 /** DELETE /v1/functions/:fn/streams/:id: ends a live stream failed with STREAM_CANCELLED. */
-export function cancelStream(deps: Pick<StreamsDeps, "table" | "access"> & { logger: { warn(obj: object, msg: string): void } }, res: ServerResponse, url: URL, fn: string, id: string): void {
-  deps.access.assertMayChange(`cancelling stream "${id}" of ${fn}`);
+export function cancelStream(deps: Pick<StreamsDeps, "table" | "access"> & { logger: { warn(obj: object, msg: string): void } }, req: IncomingMessage, res: ServerResponse, url: URL, fn: string, id: string): void {
+  deps.access.assertMayChange(`cancelling stream "${id}" of ${fn}`, req);
   const stream = deps.table.get(fn, id);
   if (!stream) {
     const ended = deps.table.ended(fn, id);

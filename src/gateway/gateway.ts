@@ -1,8 +1,12 @@
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { timingSafeEqual } from "node:crypto";
 import { StreamfnError } from "../api/errors.js";
+import { combineAuth } from "../auth/auth-config.js";
+import type { AuthConfig } from "../auth/auth-config.js";
+import { Authorizer } from "../auth/authorizer.js";
+import type { RateLimits } from "../auth/rate-limits.js";
+import { hasRule } from "../auth/route-roles.js";
 import type { StreamTable } from "../router/stream-table.js";
 import { sendError } from "./http-util.js";
 import { parseStreamPath } from "./routes.js";
@@ -36,8 +40,17 @@ export type StreamHttpHandler = (
 ) => void | Promise<void>;
 
 export interface GatewayOptions {
-  /** When set, every request needs `Authorization: Bearer <token>` (or `?token=` for browsers' WebSockets). */
+  /**
+   * The single legacy token: a token with every role. With it or `auth`, every request but the
+   * health check needs `Authorization: Bearer <token>` (or `?token=` for browsers' WebSockets).
+   */
   token?: string;
+  /** Tokens with roles (an auth file, checked); see route-roles.ts for what each role opens. */
+  auth?: AuthConfig;
+  /** Rate limits per client address (already merged over the defaults); none when empty. */
+  addressLimits?: RateLimits;
+  /** Whether other machines can reach the server: without tokens, admin routes are then refused. */
+  exposed?: boolean;
   /** WebSocket keep-alive: a peer silent to pings for this long is disconnected. Default 30 000; 0 disables. */
   pingIntervalMs?: number;
 }
@@ -49,10 +62,15 @@ export class Gateway {
   readonly #routes = new Map<string, HttpHandler>();
   readonly #patterns: PatternRoute[] = [];
   #streamHttp: StreamHttpHandler | undefined;
-  readonly #token: Buffer | undefined;
+  readonly #registered: { method: string; path: string }[] = [];
+  readonly authorizer: Authorizer;
 
   constructor(table: StreamTable, options: GatewayOptions = {}) {
-    this.#token = options.token ? Buffer.from(options.token) : undefined;
+    this.authorizer = new Authorizer({
+      auth: combineAuth(options.token, options.auth),
+      addressLimits: options.addressLimits ?? {},
+      exposed: options.exposed ?? false,
+    });
     this.websocket = new WebSocketGateway(table, options.pingIntervalMs);
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
       void this.#onRequest(req, res);
@@ -67,11 +85,19 @@ export class Gateway {
    * handling of that path; methods a pattern does not have fall through to it.
    */
   route(method: string, path: string, handler: HttpHandler): void {
+    // Every route has a row in the one table of who may call what; one without is a bug here.
+    if (!hasRule(method, path)) throw new Error(`${method} ${path} has no role in src/auth/route-roles.ts`);
+    this.#registered.push({ method, path });
     if (!path.includes("/:")) {
       this.#routes.set(`${method} ${path}`, handler);
       return;
     }
     this.#patterns.push({ method, segments: path.split("/"), handler });
+  }
+
+  /** The routes registered with route() (not the stream protocol's, which route-roles.ts lists itself). */
+  get registeredRoutes(): readonly { method: string; path: string }[] {
+    return this.#registered;
   }
 
   #matchPattern(method: string, pathname: string): { handler: HttpHandler; params: Record<string, string> } | undefined {
@@ -101,7 +127,7 @@ export class Gateway {
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? "/", "http://localhost");
-      if (url.pathname !== "/healthz") this.#authorize(req, url);
+      this.authorizer.authorize(req, req.method ?? "GET", url);
       const pattern = this.#matchPattern(req.method ?? "GET", url.pathname);
       if (pattern) {
         await pattern.handler(req, res, url, pattern.params);
@@ -134,7 +160,7 @@ export class Gateway {
     socket.on("error", () => socket.destroy());
     try {
       const url = new URL(req.url ?? "/", "http://localhost");
-      this.#authorize(req, url);
+      this.authorizer.authorize(req, "WS", url);
       const route = parseStreamPath(url.pathname);
       if (!route || route.action !== undefined) {
         throw new StreamfnError(
@@ -146,17 +172,6 @@ export class Gateway {
     } catch (err) {
       rejectUpgrade(socket, err);
     }
-  }
-
-  #authorize(req: IncomingMessage, url: URL): void {
-    if (!this.#token) return;
-    const header = req.headers.authorization;
-    const given = header?.startsWith("Bearer ") ? header.slice(7) : url.searchParams.get("token");
-    if (given) {
-      const g = Buffer.from(given);
-      if (g.length === this.#token.length && timingSafeEqual(g, this.#token)) return;
-    }
-    throw new StreamfnError("UNAUTHORIZED", "missing or wrong token: send Authorization: Bearer <token>");
   }
 
   async close(): Promise<void> {

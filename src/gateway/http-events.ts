@@ -2,6 +2,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { ResolvedOptions } from "../api/types.js";
 import type { BatchEvent, StreamTable } from "../router/stream-table.js";
+import { callerOf } from "../auth/authorizer.js";
+import { rateLimitedError } from "../auth/rate-limits.js";
+import type { StreamLease } from "../auth/rate-limits.js";
 import { parseEnvelope } from "./envelope.js";
 import { mediaType, readBody, sendJson } from "./http-util.js";
 import { LineReader } from "./ndjson.js";
@@ -64,7 +67,24 @@ export async function postEvents(
     // Ending a stream that never started opens nothing: the same answer as POST …/end.
     if (!ended && batch.events.length === 0 && batch.end) throw notFound(table, functionName, streamId);
   }
-  const stream = await table.openOrGet(functionName, streamId);
+  const limits = callerOf(req)?.limits;
+  let stream = table.get(functionName, streamId);
+  // A request that opens the stream counts against streamsPerS and concurrentStreams.
+  const lease: StreamLease | undefined = stream ? undefined : limits?.admitStream();
+  try {
+    if (limits && batch.events.length > 0) {
+      // Judged before anything is taken, like the rest of the request: a 429 took nothing.
+      let bytes = 0;
+      for (const e of batch.events) bytes += e.bytes;
+      const over = limits.chargeEvents(batch.events.length, bytes);
+      if (over) throw rateLimitedError(over);
+    }
+    stream ??= await table.openOrGet(functionName, streamId);
+  } catch (err) {
+    lease?.release();
+    throw err;
+  }
+  lease?.bind(stream, table);
   // All or nothing, judged by the table: refused whole (INBOX_FULL, STREAM_INPUT_ENDED…) or taken.
   const result = table.pushBatch(stream, batch.events, batch.end);
   const body: Record<string, unknown> = { accepted: result.accepted, duplicates: result.duplicates, lastSeq: result.lastSeq };

@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndRecord, StreamHandle, StreamTable } from "../router/stream-table.js";
+import { callerOf } from "../auth/authorizer.js";
+import type { ClientLimits } from "../auth/rate-limits.js";
 import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { Envelope } from "./envelope.js";
 import { LineReader } from "./ndjson.js";
@@ -12,6 +14,8 @@ import type { StreamRoute } from "./routes.js";
 
 /** Body bytes still read (and dropped) after the stream ended, before the connection is cut instead. */
 const kDrainLimit = 1024 * 1024;
+/** A producer held back by its rate limit hears about it at most this often. */
+const kLimitNoticeMs = 1000;
 
 /** The stream's records as NDJSON lines on the response. */
 class NdjsonSink extends ResponseSink {
@@ -37,7 +41,17 @@ class NdjsonSink extends ResponseSink {
  */
 export async function serveNdjsonStream(table: StreamTable, req: IncomingMessage, res: ServerResponse, route: StreamRoute): Promise<void> {
   const sink = new NdjsonSink(res);
-  const stream = await table.open(route.functionName, route.streamId, sink);
+  const limits = callerOf(req)?.limits;
+  // Over streamsPerS or concurrentStreams: 429 with Retry-After, before the body is read.
+  const lease = limits?.admitStream();
+  let stream: StreamHandle;
+  try {
+    stream = await table.open(route.functionName, route.streamId, sink);
+  } catch (err) {
+    lease?.release();
+    throw err;
+  }
+  lease?.bind(stream, table);
   if (res.destroyed) {
     // The client left while a remote table was opening the stream.
     table.abandon(stream);
@@ -50,7 +64,7 @@ export async function serveNdjsonStream(table: StreamTable, req: IncomingMessage
     "streamfn-stream-id": stream.streamId,
   });
   sink.write(`${openRecord(stream.functionName, stream.streamId, stream.version)}\n`);
-  new NdjsonSession(table, stream, req, res, sink);
+  new NdjsonSession(table, stream, req, res, sink, limits);
 }
 
 class NdjsonSession implements LineHandler {
@@ -59,23 +73,34 @@ class NdjsonSession implements LineHandler {
   readonly #req: IncomingMessage;
   readonly #sink: NdjsonSink;
   readonly #reader: LineReader;
+  readonly #limits: ClientLimits | undefined;
   #drained = 0;
   #gone = false;
+  /** Paused by the stream's inbox (flow control). */
+  #flowPaused = false;
+  /** Paused by the client's rate limit until this timer fires; `#held` is the line that waits. */
+  #limited: NodeJS.Timeout | undefined;
+  #held: { text: string; bytes: number; lineNo: number } | undefined;
+  #finishHeld = false;
+  #noticeAt = -Infinity;
 
-  constructor(table: StreamTable, stream: StreamHandle, req: IncomingMessage, res: ServerResponse, sink: NdjsonSink) {
+  constructor(table: StreamTable, stream: StreamHandle, req: IncomingMessage, res: ServerResponse, sink: NdjsonSink, limits: ClientLimits | undefined) {
     this.#table = table;
     this.#stream = stream;
     this.#req = req;
     this.#sink = sink;
+    this.#limits = limits;
     this.#reader = new LineReader(stream.options.maxEventBytes, this);
 
     table.attachProducer(stream, {
       pause: () => {
+        this.#flowPaused = true;
         this.#reader.pause();
         req.pause();
       },
       resume: () => {
-        if (this.#reader.resume()) req.resume();
+        this.#flowPaused = false;
+        this.#wake();
       },
     });
     req.on("data", (chunk: Buffer) => this.#onData(chunk));
@@ -84,6 +109,7 @@ class NdjsonSession implements LineHandler {
       // 'close' on the response follows.
     });
     res.on("close", () => {
+      clearTimeout(this.#limited);
       if (res.writableFinished || stream.state === "done") return;
       this.#gone = true;
       table.removeSink(stream, sink);
@@ -109,9 +135,45 @@ class NdjsonSession implements LineHandler {
     this.#req.pause();
   }
 
+  /** Reads on when neither the inbox nor the rate limit holds the body back: the held line first. */
+  #wake(): void {
+    if (this.#flowPaused || this.#limited) return;
+    const held = this.#held;
+    if (held) {
+      this.#held = undefined;
+      this.line(held.text, held.bytes, held.lineNo);
+      if (this.#flowPaused || this.#limited) return;
+      if (this.#finishHeld) {
+        this.#finishHeld = false;
+        this.finished();
+        return;
+      }
+    }
+    if (this.#reader.resume()) this.#req.resume();
+  }
+
   line(text: string, bytes: number, lineNo: number): void {
     const stream = this.#stream;
     if (stream.state === "done" || this.#gone) return;
+    if (this.#limits) {
+      const over = this.#limits.chargeEvents(1, bytes);
+      if (over) {
+        // The line waits; the body is not read until the client's bucket has room again.
+        this.#held = { text, bytes, lineNo };
+        this.#reader.pause();
+        this.#req.pause();
+        const now = performance.now();
+        if (now - this.#noticeAt >= kLimitNoticeMs) {
+          this.#noticeAt = now;
+          this.#sink.write(`${JSON.stringify({ type: "error", code: "RATE_LIMITED", message: over.message, limit: over.limit, retryAfterMs: over.waitMs, line: lineNo })}\n`);
+        }
+        this.#limited = setTimeout(() => {
+          this.#limited = undefined;
+          this.#wake();
+        }, over.waitMs);
+        return;
+      }
+    }
     let env: Envelope | undefined;
     try {
       env = parseEnvelope(text);
@@ -138,6 +200,11 @@ class NdjsonSession implements LineHandler {
   }
 
   finished(): void {
+    // The body ended while its last line waits for the rate limit: the end comes after it.
+    if (this.#held) {
+      this.#finishHeld = true;
+      return;
+    }
     this.#table.endInput(this.#stream, "end");
   }
 }

@@ -8,6 +8,8 @@ import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason } from "../api/types.js";
 import type { EndRecord, OutputSink, StreamHandle, StreamTable } from "../router/stream-table.js";
+import { callerOf } from "../auth/authorizer.js";
+import type { ClientLimits, StreamLease } from "../auth/rate-limits.js";
 import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { StreamRoute } from "./routes.js";
 
@@ -15,6 +17,8 @@ import type { StreamRoute } from "./routes.js";
 const kSocketHighWater = 1024 * 1024;
 /** ws refuses larger frames outright (closing the socket); events up to this reach our own check, which answers with an error record instead. */
 const kMaxFrameBytes = 64 * 1024 * 1024;
+/** A producer held back by its rate limit hears about it at most this often (the wait itself is backpressure). */
+const kLimitNoticeMs = 1000;
 
 /**
  * The WebSocket protocol: one connection carries one stream. Text frames are JSON envelopes,
@@ -63,10 +67,15 @@ export class WebSocketGateway {
    */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, route: StreamRoute): void {
     const sink = new WebSocketSink(socket as Socket);
+    const limits = callerOf(req)?.limits;
     let opened: StreamHandle | Promise<StreamHandle>;
+    let lease: StreamLease | undefined;
     try {
+      // Over streamsPerS or concurrentStreams: refused as a plain 429 with Retry-After.
+      lease = limits?.admitStream();
       opened = this.#table.open(route.functionName, route.streamId, sink, resumeOf(req));
     } catch (err) {
+      lease?.release();
       rejectUpgrade(socket, err);
       return;
     }
@@ -74,15 +83,27 @@ export class WebSocketGateway {
     // left in the meantime.
     if (opened instanceof Promise) {
       opened.then(
-        (stream) => this.#handshake(req, socket, head, stream, sink),
-        (err: unknown) => rejectUpgrade(socket, err),
+        (stream) => this.#handshake(req, socket, head, stream, sink, limits, lease),
+        (err: unknown) => {
+          lease?.release();
+          rejectUpgrade(socket, err);
+        },
       );
     } else {
-      this.#handshake(req, socket, head, opened, sink);
+      this.#handshake(req, socket, head, opened, sink, limits, lease);
     }
   }
 
-  #handshake(req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamHandle, sink: WebSocketSink): void {
+  #handshake(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    stream: StreamHandle,
+    sink: WebSocketSink,
+    limits: ClientLimits | undefined,
+    lease: StreamLease | undefined,
+  ): void {
+    lease?.bind(stream, this.#table);
     if (socket.destroyed) {
       this.#table.abandon(stream);
       return;
@@ -94,7 +115,7 @@ export class WebSocketGateway {
     });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       sink.ws = ws;
-      this.#serve(ws, stream, sink);
+      this.#serve(ws, stream, sink, limits);
     });
   }
 
@@ -114,7 +135,7 @@ export class WebSocketGateway {
     this.#wss.close();
   }
 
-  #serve(ws: WebSocket, stream: StreamHandle, sink: WebSocketSink): void {
+  #serve(ws: WebSocket, stream: StreamHandle, sink: WebSocketSink, limits: ClientLimits | undefined): void {
     const table = this.#table;
     this.#alive.add(ws);
     ws.on("pong", () => this.#alive.add(ws));
@@ -135,6 +156,28 @@ export class WebSocketGateway {
     let paused = false;
     let draining = false;
     let closedAs: EndReason | undefined;
+    // Over the client's eventsPerS or bytesPerS: the socket is not read until the bucket has
+    // room, and the frame that found it empty waits at the head of `held`. Nothing is dropped.
+    let limited: NodeJS.Timeout | undefined;
+    let noticeAt = -Infinity;
+
+    /** Charges a frame to the client's rate limits; false: it must wait (reading stopped). */
+    const admit = (data: Buffer): boolean => {
+      if (!limits || stream.state === "done") return true;
+      const over = limits.chargeEvents(1, data.byteLength);
+      if (!over) return true;
+      ws.pause();
+      const now = performance.now();
+      if (now - noticeAt >= kLimitNoticeMs) {
+        noticeAt = now;
+        sink.send(JSON.stringify({ type: "error", code: "RATE_LIMITED", message: over.message, limit: over.limit, retryAfterMs: over.waitMs }));
+      }
+      limited = setTimeout(() => {
+        limited = undefined;
+        drain();
+      }, over.waitMs);
+      return false;
+    };
 
     const handle = (data: Buffer, isBinary: boolean): void => {
       if (stream.state === "done") {
@@ -169,12 +212,13 @@ export class WebSocketGateway {
     const drain = (): void => {
       if (draining) return; // a resume from inside handle(): the loop below carries on
       draining = true;
-      while (!paused && held.length > 0) {
+      while (!paused && !limited && held.length > 0) {
+        if (!admit(held[0]!.data)) break;
         const m = held.shift()!;
         handle(m.data, m.isBinary);
       }
       draining = false;
-      if (paused) return;
+      if (paused || limited) return;
       if (closedAs !== undefined) table.endInput(stream, closedAs);
       else ws.resume();
     };
@@ -191,12 +235,15 @@ export class WebSocketGateway {
     });
 
     ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (paused || held.length > 0) held.push({ data, isBinary });
+      if (paused || limited || held.length > 0 || !admit(data)) held.push({ data, isBinary });
       else handle(data, isBinary);
     });
 
     ws.on("close", (code: number) => {
-      if (stream.state === "done") return;
+      if (stream.state === "done") {
+        clearTimeout(limited);
+        return;
+      }
       table.removeSink(stream, sink);
       closedAs = code === 1000 || code === 1001 || code === 1005 ? "end" : "disconnect";
       if (held.length === 0) table.endInput(stream, closedAs);

@@ -475,6 +475,13 @@ export class Router implements StreamTable {
     if (stream.state === "done") return;
     const json = typeof data === "string" ? data : undefined;
     const bytes = typeof data === "string" ? undefined : data;
+    const refused = outputLimitError(stream, json, bytes);
+    if (refused) {
+      // Not delivered: the stream fails with the limit's code, visible to its producer and
+      // subscribers in the end record; other streams (on this instance too) go on.
+      this.fail(stream, refused);
+      return;
+    }
     const n = ++stream.outputs;
     stream.retain(n, json, bytes);
     let backedUp: OutputSink | undefined;
@@ -661,4 +668,22 @@ function inputEndedError(stream: Stream): StreamfnError {
     "STREAM_INPUT_ENDED",
     `stream "${stream.streamId}" of ${stream.functionName} takes no more events: its input ended (${stream.inputEnd})`,
   );
+}
+
+/** The error for an output over the stream's maxOutputs or maxOutputBytes, or undefined. */
+function outputLimitError(stream: Stream, json: string | undefined, bytes: Uint8Array | undefined): ErrorRecord | undefined {
+  const o = stream.options;
+  if (stream.outputs >= o.maxOutputs) {
+    return { code: "TOO_MANY_OUTPUTS", message: `the handler produced more than ${o.maxOutputs} outputs (maxOutputs of ${stream.functionName})` };
+  }
+  // UTF-8 takes 1-3 bytes per UTF-16 unit: text is counted exactly only when its length leaves it open.
+  const over = bytes ? bytes.byteLength > o.maxOutputBytes : json!.length * 3 > o.maxOutputBytes && Buffer.byteLength(json!) > o.maxOutputBytes;
+  if (over) {
+    const size = bytes ? bytes.byteLength : Buffer.byteLength(json!);
+    return {
+      code: "OUTPUT_TOO_LARGE",
+      message: `output ${stream.outputs + 1} has ${size} bytes, over the maxOutputBytes (${o.maxOutputBytes}) of ${stream.functionName}`,
+    };
+  }
+  return undefined;
 }

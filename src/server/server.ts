@@ -1,5 +1,9 @@
 import type { AddressInfo } from "node:net";
 import type { StreamFunctionOptions } from "../api/types.js";
+import { combineAuth } from "../auth/auth-config.js";
+import type { AuthConfig } from "../auth/auth-config.js";
+import type { RateLimits } from "../auth/rate-limits.js";
+import { addressLimits, assertSafeHost, logInsecure } from "../auth/safe-defaults.js";
 import { isLoopbackHost } from "../control/access.js";
 import { registerControl } from "../control/control.js";
 import { serveDashboard } from "../dashboard/dashboard.js";
@@ -29,9 +33,22 @@ export interface ServerOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
+  /** The single legacy token: a token with every role (as `--token`). */
   token?: string;
+  /** Tokens with roles, checked (see loadAuth / parseAuth and SECURITY.md). */
+  auth?: AuthConfig;
   /**
-   * Whether other machines can reach the server. If so and there is no `token`, the control
+   * Listen on a non-loopback `host` without any token. Refused otherwise: such a server would
+   * let anyone who reaches it stream to every function and read every output.
+   */
+  insecure?: boolean;
+  /**
+   * Rate limits per client address, over the auth file's `limits.address` and the defaults
+   * (none on a loopback host; kExposedAddressLimits otherwise). 0 turns one off.
+   */
+  limits?: RateLimits;
+  /**
+   * Whether other machines can reach the server. If so and there is no token, the control
    * API refuses changes (uploading a function runs its code here). Default: unless `host` is a
    * loopback address; set it for a loopback server that a proxy makes reachable.
    */
@@ -114,7 +131,15 @@ export class StreamfnServer {
       outputRetention: options.outputRetention,
     });
     this.table = this.router;
-    this.gateway = new Gateway(this.table, { token: options.token, pingIntervalMs: options.pingIntervalMs });
+    const host = options.host ?? "127.0.0.1";
+    const exposed = options.exposed ?? !isLoopbackHost(host);
+    const auth = combineAuth(options.token, options.auth);
+    this.gateway = new Gateway(this.table, {
+      auth,
+      exposed,
+      addressLimits: addressLimits(host, auth, options.limits),
+      pingIntervalMs: options.pingIntervalMs,
+    });
     this.gateway.streamHttp(createHttpStreams(this.table));
     registerLogRoutes(this.gateway, this.table, this.registry, this.logFollowers);
     this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
@@ -129,8 +154,8 @@ export class StreamfnServer {
       registry: this.registry,
       table: this.table,
       status: () => buildStatus(this),
-      token: options.token,
-      exposed: options.exposed ?? !isLoopbackHost(options.host ?? "127.0.0.1"),
+      hasTokens: this.gateway.authorizer.hasTokens,
+      exposed,
       logger: this.logger,
     });
     this.gateway.route("GET", "/metrics", async (_req, res) => {
@@ -142,6 +167,7 @@ export class StreamfnServer {
 
   /** Loads the functions, then listens. Functions that fail to load are logged; the rest serve. */
   static async start(options: ServerOptions): Promise<StreamfnServer> {
+    assertSafeHost(options.host ?? "127.0.0.1", combineAuth(options.token, options.auth), options.insecure);
     const server = new StreamfnServer(options);
     try {
       // Watching starts before the first load so no edit falls in between; deploys are
@@ -162,10 +188,12 @@ export class StreamfnServer {
           resolve();
         });
       });
+      const tokens = server.gateway.authorizer.hasTokens;
       logger.info(
-        { url: server.url, functions: server.registry.functions().filter((f) => f.current).map((f) => f.name), auth: options.token ? "token" : "none" },
+        { url: server.url, functions: server.registry.functions().filter((f) => f.current).map((f) => f.name), auth: tokens ? "tokens" : "none" },
         "listening",
       );
+      if (!tokens && !isLoopbackHost(options.host ?? "127.0.0.1")) logInsecure(logger, options.host!);
     } catch (err) {
       // Instances and the watcher started so far must not outlive a server that never listened.
       await server.registry.close();

@@ -5,7 +5,8 @@ import type { StreamFunctionOptions } from "../../api/types.js";
 // server (esbuild, pino, ws, prom-client) is loaded by the commands that run one.
 import type { StreamfnServer, ServerOptions } from "../../server/server.js";
 import type { ServerLogger } from "../../server/logger.js";
-import { applySetting, parseCount, parseMs, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
+import type { RateLimits } from "../../auth/rate-limits.js";
+import { applySetting, parseCount, parseLimit, parseMs, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
 import type { FunctionSetting } from "../config.js";
 import { collect, selfCommand, withExample } from "../util.js";
 
@@ -36,12 +37,14 @@ export function registerServe(program: Command): void {
 
 /** The directory argument and the flags `serve` and `dev` share. */
 export function addServeFlags(cmd: Command): Command {
-  return cmd
+  cmd = cmd
     .argument("[dir]", "functions directory", "functions")
     .addOption(new Option("-p, --port <port>", "port to listen on").env("PORT").argParser((v) => parsePort(v, "--port (or $PORT)")))
     .addOption(new Option("--host <host>", "address to listen on").env("HOST"))
-    .addOption(new Option("--token <token>", "require this bearer token").env("STREAMFN_TOKEN"))
-    .option("-c, --config <file>", "JSON config file (port, host, token, defaults, functions)")
+    .addOption(new Option("--token <token>", "require this bearer token (one token with every role)").env("STREAMFN_TOKEN"))
+    .addOption(new Option("--auth <file>", "tokens with roles (produce, read, admin): an auth file, or its JSON").env("STREAMFN_AUTH"))
+    .option("--insecure", "listen on a non-loopback --host without any token")
+    .option("-c, --config <file>", "JSON config file (port, host, token, auth, insecure, limits, defaults, functions)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .option(
@@ -49,12 +52,41 @@ export function addServeFlags(cmd: Command): Command {
       `on SIGINT/SIGTERM, how long running streams get to finish after their input ends with reason shutdown (default ${kDefaultGraceMs})`,
       (v) => parseMs(v, "--grace-ms"),
     );
+  return addLimitFlags(cmd);
 }
 
-export interface ServeFlags {
+/** The rate limits per client address (serve, dev and gateway); 0 turns one off. */
+export function addLimitFlags(cmd: Command): Command {
+  return cmd
+    .option("--limit-streams-per-s <n>", "new streams per second per client address", (v) => parseLimit(v, "--limit-streams-per-s"))
+    .option("--limit-events-per-s <n>", "events per second per client address", (v) => parseLimit(v, "--limit-events-per-s"))
+    .option("--limit-bytes-per-s <n>", "event bytes per second per client address", (v) => parseLimit(v, "--limit-bytes-per-s"))
+    .option("--limit-concurrent-streams <n>", "open streams per client address", (v) => parseLimit(v, "--limit-concurrent-streams"));
+}
+
+export interface LimitFlags {
+  limitStreamsPerS?: number;
+  limitEventsPerS?: number;
+  limitBytesPerS?: number;
+  limitConcurrentStreams?: number;
+}
+
+/** The --limit-* flags given, as limits. */
+export function limitsFromFlags(opts: LimitFlags): RateLimits {
+  const out: RateLimits = {};
+  if (opts.limitStreamsPerS !== undefined) out.streamsPerS = opts.limitStreamsPerS;
+  if (opts.limitEventsPerS !== undefined) out.eventsPerS = opts.limitEventsPerS;
+  if (opts.limitBytesPerS !== undefined) out.bytesPerS = opts.limitBytesPerS;
+  if (opts.limitConcurrentStreams !== undefined) out.concurrentStreams = opts.limitConcurrentStreams;
+  return out;
+}
+
+export interface ServeFlags extends LimitFlags {
   port?: number;
   host?: string;
   token?: string;
+  auth?: string;
+  insecure?: boolean;
   config?: string;
   set: string[];
   watch: boolean;
@@ -85,11 +117,16 @@ export async function startFromFlags(
     if (fn) named.push({ name: fn, where: `--set ${s}` });
   }
   const { StreamfnServer } = await import("../../server/server.js");
+  const { loadAuth } = await import("../../auth/auth-config.js");
+  const { mergeLimits } = await import("../../auth/rate-limits.js");
   const server = await StreamfnServer.start({
     functionsDir: dir,
     port: opts.port ?? cfg.port ?? 8080,
     host: opts.host ?? cfg.host ?? "127.0.0.1",
     token: opts.token ?? cfg.token,
+    auth: opts.auth !== undefined ? loadAuth(opts.auth, "--auth (or STREAMFN_AUTH)") : cfg.auth,
+    insecure: opts.insecure ?? cfg.insecure,
+    limits: mergeLimits(cfg.limits, limitsFromFlags(opts)),
     defaults: defaults as StreamFunctionOptions,
     overrides: overrides as Record<string, StreamFunctionOptions>,
     watch: opts.watch,

@@ -66,6 +66,8 @@ export async function sendStream(opts: SendOptions, io: SendIo = { stdout: proce
       // more of these, and a flood of them gets the connection cut before the end record.
       inputEnded = true;
       halt.abort();
+    } else if (line.startsWith('{"type":"error"') && line.includes('"code":"RATE_LIMITED"')) {
+      // The server holds the stream back (reads on once the rate allows); nothing was refused.
     } else if (line.startsWith('{"type":"error"')) {
       refused++;
       firstRefused ??= describeError(line);
