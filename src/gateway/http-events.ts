@@ -121,9 +121,12 @@ async function readBatch(
 
   if (type === "application/json") {
     const body = await readBody(req, res, options.maxEventBytes, tooLarge);
-    const env = parseEnvelope(body.toString("utf8"));
+    const text = body.toString("utf8");
+    const env = parseEnvelope(text);
     if (env.end) return { events: [], end: true };
-    return { events: [{ data: env.data, seq: env.seq, binary: false, bytes: body.byteLength }], end: false };
+    // The text goes to the instance, not the parsed data: a value nested thousands deep parses
+    // here but overflows the stack of a structured clone (postMessage) or JSON.stringify.
+    return { events: [{ data: env.data, seq: env.seq, binary: false, bytes: body.byteLength, text }], end: false };
   }
 
   const limit = Math.max(kMaxBatchBytes, options.maxEventBytes);
@@ -148,7 +151,7 @@ async function readBatch(
         }
         const env = parseEnvelope(text);
         if (env.end) batch.end = true;
-        else batch.events.push({ data: env.data, seq: env.seq, binary: false, bytes });
+        else batch.events.push({ data: env.data, seq: env.seq, binary: false, bytes, text });
       } catch (err) {
         if (text.trim() !== "") problem = at(lineNo, err);
       }
