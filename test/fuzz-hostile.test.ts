@@ -665,6 +665,30 @@ describe("fuzz: hostile input never hurts the server or a healthy neighbour", { 
     await assertHealthy();
   });
 
+  it("empty binary frames and bodies are events of zero bytes, and leave WebSocket working in this process", async () => {
+    // Regression: the gateway transferred the memory of ws's one shared empty Buffer to the
+    // instance, detaching it for every WebSocket of the process (here: this test's clients).
+    for (let i = 0; i < 3; i++) {
+      const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/${freshId("empty-bin")}`);
+      c.binary(new Uint8Array(0));
+      c.event("after");
+      c.end();
+      await c.waitEnd();
+      const frames = c.records.filter((r) => r.type === "binary-frame");
+      assert.equal(frames.length, 1);
+      assert.equal((frames[0]!.bytes as Uint8Array).byteLength, 0);
+      assert.deepEqual(c.outputs(), ["after"]);
+      const id = freshId("empty-octet");
+      const posted = await rawRequest(port, request("POST", `/v1/functions/echo/streams/${id}/events`, { "content-type": "application/octet-stream" }, Buffer.alloc(0)));
+      assert.equal(posted.status, 202, posted.text);
+      await rawRequest(port, request("POST", `/v1/functions/echo/streams/${id}/end`, {}, Buffer.alloc(0)));
+      const replayed = await replay(id);
+      assert.deepEqual(replayed.outputs, [{ type: "output", n: 1, binary: true, base64: "" }]);
+    }
+    await tick();
+    await assertHealthy();
+  });
+
   it("WebSocket frames over the server's frame limit close the connection (1009); the stream ends", async () => {
     const id = freshId("huge");
     const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/echo/streams/${id}`);

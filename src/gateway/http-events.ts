@@ -187,6 +187,8 @@ function seqHeader(value: string | string[] | undefined): number | undefined {
 
 /** An ArrayBuffer holding exactly the body's bytes, safe to transfer to an instance (never a shared pool slab). */
 function ownArrayBuffer(buf: Buffer): ArrayBuffer {
+  // An empty body may be a shared empty Buffer: transferring it would detach it for its other users.
+  if (buf.byteLength === 0) return new ArrayBuffer(0);
   const ab = buf.buffer as ArrayBuffer;
   if (buf.byteOffset === 0 && buf.byteLength === ab.byteLength) return ab;
   return ab.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
