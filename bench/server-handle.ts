@@ -28,15 +28,18 @@ export class ServerHandle {
     });
   }
 
-  /** Forks the server on a free loopback port; `nodeFlags` such as `--cpu-prof` go to its node. */
+  /**
+   * Forks the server on a free loopback port; `nodeFlags` such as `--cpu-prof` go to its node.
+   * The server logs to this process's stderr, or to the file descriptor `logFd`.
+   */
   static start(
     functionsDir: string,
     cacheDir: string,
-    options: { nodeFlags?: string[]; overrides?: Record<string, StreamFunctionOptions> } = {},
+    options: { nodeFlags?: string[]; overrides?: Record<string, StreamFunctionOptions>; logFd?: number } = {},
   ): Promise<ServerHandle> {
     const child = fork(kEntry, [functionsDir, cacheDir, JSON.stringify(options.overrides ?? {})], {
       execArgv: options.nodeFlags ?? [],
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      stdio: ["ignore", "inherit", options.logFd ?? "inherit", "ipc"],
     });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     return new Promise((resolve, reject) => {

@@ -530,7 +530,7 @@ export class ClusterStreamTable implements StreamTable {
       if (s.inputEnd) {
         return { accepted, duplicates, lastSeq: s.lastSeq, rejected: fresh.length - accepted, error: { code: "STREAM_INPUT_ENDED", message: `the input of stream ${s.streamId} ended after maxEvents (${s.options.maxEvents})` } };
       }
-      this.#append(s, e.data, e.seq, e.binary);
+      this.#append(s, e.data, e.seq, e.binary, e.text);
       accepted++;
     }
     const out: BatchResult = { accepted, duplicates, lastSeq: s.lastSeq };

@@ -141,9 +141,12 @@ async function readBatch(
 
   if (type === "application/json") {
     const body = await readBody(req, res, options.maxEventBytes, tooLarge);
-    const env = parseEnvelope(body.toString("utf8"));
+    const text = body.toString("utf8");
+    const env = parseEnvelope(text);
     if (env.end) return { events: [], end: true };
-    return { events: [{ data: env.data, seq: env.seq, binary: false, bytes: body.byteLength }], end: false };
+    // The text goes to the instance, not the parsed data: a value nested thousands deep parses
+    // here but overflows the stack of a structured clone (postMessage) or JSON.stringify.
+    return { events: [{ data: env.data, seq: env.seq, binary: false, bytes: body.byteLength, text }], end: false };
   }
 
   const limit = Math.max(kMaxBatchBytes, options.maxEventBytes);
@@ -168,7 +171,7 @@ async function readBatch(
         }
         const env = parseEnvelope(text);
         if (env.end) batch.end = true;
-        else batch.events.push({ data: env.data, seq: env.seq, binary: false, bytes });
+        else batch.events.push({ data: env.data, seq: env.seq, binary: false, bytes, text });
       } catch (err) {
         if (text.trim() !== "") problem = at(lineNo, err);
       }
@@ -204,6 +207,8 @@ function seqHeader(value: string | string[] | undefined): number | undefined {
 
 /** An ArrayBuffer holding exactly the body's bytes, safe to transfer to an instance (never a shared pool slab). */
 function ownArrayBuffer(buf: Buffer): ArrayBuffer {
+  // An empty body may be a shared empty Buffer: transferring it would detach it for its other users.
+  if (buf.byteLength === 0) return new ArrayBuffer(0);
   const ab = buf.buffer as ArrayBuffer;
   if (buf.byteOffset === 0 && buf.byteLength === ab.byteLength) return ab;
   return ab.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);

@@ -178,7 +178,8 @@ class NdjsonSession implements LineHandler {
     try {
       env = parseEnvelope(text);
       if (env.end) this.#table.endInput(stream, "end");
-      else this.#table.push(stream, env.data, env.seq, false, bytes);
+      // The line's text goes to the instance (as over WebSocket), never the parsed value: see postEvents.
+      else this.#table.push(stream, env.data, env.seq, false, bytes, text);
     } catch (err) {
       if (env === undefined && text.trim() === "") return;
       const seq = env && !env.end ? env.seq : seqAsSent(text);

@@ -333,6 +333,9 @@ class WebSocketSink implements OutputSink {
 
 /** An ArrayBuffer holding exactly the frame's bytes, which is safe to transfer to an instance. */
 function ownArrayBuffer(buf: Buffer): ArrayBuffer {
+  // ws hands every empty message the same module-wide empty Buffer: transferring its memory
+  // would detach it for every other WebSocket in the process.
+  if (buf.byteLength === 0) return new ArrayBuffer(0);
   const ab = buf.buffer as ArrayBuffer;
   if (buf.byteOffset === 0 && buf.byteLength === ab.byteLength) return ab;
   // The frame shares memory with the socket's read buffer: one copy makes it ours.

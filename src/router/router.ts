@@ -317,7 +317,7 @@ export class Router implements StreamTable {
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       try {
-        if (this.push(stream, e.data, e.seq, e.binary, e.bytes).accepted) result.accepted++;
+        if (this.push(stream, e.data, e.seq, e.binary, e.bytes, e.text).accepted) result.accepted++;
         else result.duplicates++;
       } catch (err) {
         // Only a limit reached inside this batch gets here (max-events ended the input).

@@ -201,6 +201,8 @@ export interface BatchEvent {
   seq: number | undefined;
   binary: boolean;
   bytes: number;
+  /** The envelope's JSON text, when the gateway has it: forwarded in place of `data`, as `push`'s `envelopeText`. */
+  text?: string;
 }
 
 export interface BatchResult {
