@@ -54,7 +54,7 @@ function open(s: number, streamId: string): void {
   const sink = {
     output(value: unknown): void | Promise<void> {
       entry.outputs++;
-      outbox.send({ k: "out", s, d: serializeOutput(value, entry.outputs), t: entry.run.ctx.event.receivedAt });
+      outbox.send({ k: "out", s, d: serializeOutput(value, entry.outputs), t: entry.run.channel.heldAt });
       if (++entry.unacked < kOutputWindow) return undefined;
       return new Promise<void>((resolve) => {
         entry.resume = resolve;
