@@ -2,7 +2,7 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { ControlAccess, isLoopbackHost } from "../control/access.js";
 import { cancelStream } from "../control/streams.js";
-import { serveDashboard } from "../dashboard/dashboard.js";
+import { serveClusterDashboard } from "../dashboard/cluster-page.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
@@ -52,7 +52,7 @@ export class ClusterGatewayServer {
     this.#host = options.host ?? "127.0.0.1";
     this.gateway = new Gateway(counted, { token: options.token, pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(counted));
-    this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
+    this.gateway.route("GET", "/", (_req, res) => serveClusterDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/metrics", async (_req, res) => {
       const text = await this.metrics.render();

@@ -48,6 +48,8 @@ export class Gateway {
   readonly websocket: WebSocketGateway;
   readonly #routes = new Map<string, HttpHandler>();
   readonly #patterns: PatternRoute[] = [];
+  /** Exact paths answered without the token: they hold no data (the health check, the dashboard's page and assets). */
+  readonly #public = new Set<string>(["/healthz"]);
   #streamHttp: StreamHttpHandler | undefined;
   readonly #token: Buffer | undefined;
 
@@ -65,9 +67,11 @@ export class Gateway {
    * (`/v1/functions/:fn`). Patterns are tried before the stream routes, so a control route
    * such as `DELETE /v1/functions/:fn/streams/:id` takes precedence over the stream protocol's
    * handling of that path; methods a pattern does not have fall through to it.
+   * `public`: an exact path answered without the token, for what holds no data (a login page).
    */
-  route(method: string, path: string, handler: HttpHandler): void {
+  route(method: string, path: string, handler: HttpHandler, options: { public?: boolean } = {}): void {
     if (!path.includes("/:")) {
+      if (options.public) this.#public.add(path);
       this.#routes.set(`${method} ${path}`, handler);
       return;
     }
@@ -101,7 +105,7 @@ export class Gateway {
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? "/", "http://localhost");
-      if (url.pathname !== "/healthz") this.#authorize(req, url);
+      if (!this.#public.has(url.pathname)) this.#authorize(req, url);
       const pattern = this.#matchPattern(req.method ?? "GET", url.pathname);
       if (pattern) {
         await pattern.handler(req, res, url, pattern.params);
