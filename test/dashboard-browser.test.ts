@@ -75,7 +75,7 @@ describe("dashboard in a real browser", { skip: kSkipWithoutChromium }, () => {
       const { page, errors } = await openPage(browser, `${server.url}/`);
       await page.waitForSelector('article.fn[data-fn="healthy"]');
       assert.equal(await page.locator("#login").isHidden(), true, "no token: no login field");
-      assert.match(await page.locator('article.fn[data-fn="scales"] .opts').innerText(), /idle 200 ms .* keep-alive 100 ms/);
+      assert.match(await page.locator('article.fn[data-fn="scales"] .opts').innerText(), /idle 200 ms .*keep-alive 100 ms/);
 
       const live = await StreamClient.connect(`${server.wsUrl}/v1/functions/healthy/streams/h-live`);
       clients.push(live);
@@ -140,7 +140,7 @@ describe("dashboard in a real browser", { skip: kSkipWithoutChromium }, () => {
       await page.waitForFunction(() => (document.querySelector("#detail .outputs")?.textContent as string | undefined)?.includes('#3  {"echo":3}'));
       await page.waitForFunction(() => document.querySelector("#detail .logs")?.textContent?.includes("got 3"));
       const timeline = await page.locator("#detail .timeline").innerText();
-      assert.match(timeline, /bound to instance #\d+ \(warm\)/);
+      assert.match(timeline, /bound to instance #\d+ (at once|after .*): warm/);
       assert.match(timeline, /3 events/);
       assert.match(timeline, /completed after .* \(reason end\)/);
       assert.equal(await page.locator("#detail .cancel").count(), 0, "no cancel button on an ended stream");
@@ -148,11 +148,12 @@ describe("dashboard in a real browser", { skip: kSkipWithoutChromium }, () => {
       // A live stream: its log lines and outputs follow as they happen.
       await row(page, "healthy", "h-live").click();
       await page.waitForSelector('#detail[data-id="h-live"][data-state="running"]');
-      assert.match(await page.locator("#detail .timeline").innerText(), /after a cold start of [\d.]+ m?s/);
+      assert.match(await page.locator("#detail .timeline").innerText(), /bound to instance #\d+ (at once|after .*): a cold start \(the instance took [\d.]+ m?s to start\)/);
       await page.waitForFunction(() => document.querySelector("#detail .logs")?.textContent?.includes('got "first"'));
       live.event("second");
       await page.waitForFunction(() => document.querySelector("#detail .logs")?.textContent?.includes('got "second"'));
       await page.waitForFunction(() => (document.querySelector("#detail .outputs")?.textContent as string | undefined)?.includes('#2  {"echo":"second"}'));
+      await page.evaluate(() => window.scrollTo(0, 0));
       await page.screenshot({ path: kScreenshot });
       t.diagnostic(`dashboard screenshot: ${kScreenshot}`);
 

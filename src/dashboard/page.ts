@@ -76,24 +76,25 @@ main { padding: 1rem 1.2rem; }
 h2 { font-size: 1rem; margin: 0; }
 .muted { color: var(--muted); }
 .err { color: var(--fail); }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .8rem 1rem; }
-#functions { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1rem; margin-bottom: 1rem; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .6rem .8rem; }
+#functions { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: .8rem; margin-bottom: .8rem; }
 .fn-head { display: flex; gap: .6rem; align-items: baseline; flex-wrap: wrap; }
 .badge { font: 11px ui-monospace, monospace; padding: .05rem .4rem; border-radius: 4px; background: #eef2ff; color: #3730a3; }
 .badge.retiring { background: #fef3c7; color: #92400e; }
-.opts { color: var(--muted); font-size: .8rem; margin: .25rem 0 .5rem; }
-.tiles { display: grid; grid-template-columns: repeat(8, 1fr); gap: .4rem; margin-bottom: .5rem; }
-.tile { background: var(--bg); border-radius: 6px; padding: .3rem .45rem; }
-.tile b { display: block; font-size: 1.05rem; font-variant-numeric: tabular-nums; }
-.tile span { color: var(--muted); font-size: .72rem; }
-.charts { display: grid; grid-template-columns: 3fr 2fr; gap: .6rem; }
+.opts { color: var(--muted); font-size: .75rem; margin: .15rem 0 .4rem; }
+.tiles { display: grid; grid-template-columns: repeat(4, 1fr); gap: .3rem; margin-bottom: .3rem; }
+.tile { background: var(--bg); border-radius: 6px; padding: .2rem .4rem; min-width: 0; }
+.tile b { display: block; font-size: .95rem; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.tile span { color: var(--muted); font-size: .68rem; white-space: nowrap; }
+.key { font-weight: 600; }
+.charts { display: grid; grid-template-columns: 1fr; gap: .1rem; }
 .chart-title { font-size: .75rem; color: var(--muted); margin: .2rem 0; }
 .dists { display: grid; grid-template-columns: 3fr 2fr; gap: .6rem; margin-top: .4rem; }
-.bars { display: flex; align-items: flex-end; gap: 2px; height: 54px; border-bottom: 1px solid var(--line); }
+.bars { display: flex; align-items: flex-end; gap: 2px; height: 40px; border-bottom: 1px solid var(--line); }
 .bars div { flex: 1; background: #93c5fd; min-height: 1px; position: relative; }
 .bars div[data-n="0"] { background: #e5e7eb; }
 .bar-labels { display: flex; gap: 2px; font-size: .62rem; color: var(--muted); }
-.bar-labels span { flex: 1; text-align: center; overflow: hidden; white-space: nowrap; }
+.bar-labels span { flex: 1; text-align: left; overflow: visible; white-space: nowrap; }
 .failures { list-style: none; margin: 0; padding: 0; font-size: .8rem; }
 .failures li { display: flex; justify-content: space-between; border-bottom: 1px dashed var(--line); }
 .failures code { color: var(--fail); }
@@ -125,7 +126,7 @@ button.close { margin-left: auto; }
 #login form { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 1.5rem; width: 340px; display: grid; gap: .6rem; }
 #login input { font: inherit; padding: .4rem .5rem; border: 1px solid var(--line); border-radius: 6px; }
 #login button { background: var(--accent); color: #fff; border: 0; }
-.u-legend { font-size: .72rem; }
+
 `;
 
 const kScript = String.raw`
@@ -153,6 +154,7 @@ function ago(t, now) {
   if (s < 3600) return Math.round(s / 60) + " min ago";
   return Math.round(s / 3600) + " h ago";
 }
+const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
 const mib = (b) => (b / 1048576).toFixed(b < 10485760 ? 1 : 0) + " MiB";
 const rate = (v) => (v === null || v === undefined ? "–" : v >= 100 ? Math.round(v).toLocaleString() : String(Math.round(v * 10) / 10));
 const clock = (t) => new Date(t).toLocaleTimeString([], { hour12: false }) + "." + String(new Date(t).getMilliseconds()).padStart(3, "0");
@@ -165,9 +167,8 @@ function boundLabel(ms) {
 function optionsLine(o) {
   if (!o) return "no current version: only finishing its streams";
   const parts = [
-    "idle " + fmtMs(o.idleTimeoutMs), "max " + fmtMs(o.maxDurationMs), "concurrency " + o.concurrency,
-    "instances " + o.minInstances + "–" + o.maxInstances, "keep-alive " + fmtMs(o.keepAliveMs),
-    "memory " + o.memoryMb + " MiB", "inbox " + o.inboxLimit, o.sandbox + " sandbox",
+    "idle " + fmtMs(o.idleTimeoutMs), "max " + fmtMs(o.maxDurationMs), o.minInstances + "–" + o.maxInstances + " instances",
+    o.concurrency + " streams each", "keep-alive " + fmtMs(o.keepAliveMs), o.memoryMb + " MiB", o.sandbox,
   ];
   return parts.join(" · ");
 }
@@ -235,7 +236,7 @@ function connect() {
 }
 
 function render(tick) {
-  $("#summary").textContent = tick.liveTotal + " live streams · up " + fmtMs(tick.process.uptimeS * 1000) +
+  $("#summary").textContent = plural(tick.liveTotal, "live stream") + " · up " + (tick.process.uptimeS < 60 ? tick.process.uptimeS + " s" : fmtMs(tick.process.uptimeS * 1000)) +
     " · RSS " + mib(tick.process.rssBytes) + (tick.process.watching ? " · watching for changes" : "");
   const names = new Set(tick.functions.map((f) => f.name));
   for (const [name, card] of state.cards) if (!names.has(name)) { card.el.remove(); card.plot.destroy(); card.ratePlot.destroy(); state.cards.delete(name); }
@@ -258,7 +259,7 @@ function renderFunction(fn, tick) {
   $(".opts", el).textContent = optionsLine(fn.options);
   const tiles = [
     ["instances", s.instances], ["live", s.live], ["waiting", s.waiting], ["events/s in", rate(s.eventsPerS)],
-    ["outputs/s out", rate(s.outputsPerS)], ["latency p50", fmtMs(s.p50Ms)], ["latency p99", fmtMs(s.p99Ms)], ["cold starts", fn.totals.coldStarts],
+    ["outputs/s out", rate(s.outputsPerS)], ["p50 / event", fmtMs(s.p50Ms)], ["p99 / event", fmtMs(s.p99Ms)], ["cold starts", fn.totals.coldStarts],
   ];
   $(".tiles", el).innerHTML = tiles.map(([k, v]) => "<div class=tile><b>" + esc(v ?? "–") + "</b><span>" + k + "</span></div>").join("");
   const h = state.history[fn.name] || [];
@@ -288,7 +289,8 @@ function renderFunction(fn, tick) {
   $(".bars", el).innerHTML = fn.durations.map((n, i) =>
     '<div data-n="' + n + '" style="height:' + Math.round((n / max) * 100) + '%" title="' + n + " streams " +
     (i < b.length ? "≤ " + boundLabel(b[i]) : "> " + boundLabel(b[b.length - 1])) + '"></div>').join("");
-  $(".bar-labels", el).innerHTML = fn.durations.map((_, i) => "<span>" + (i < b.length ? boundLabel(b[i]) : ">") + "</span>").join("");
+  // Every third bound is labelled: all of them do not fit.
+  $(".bar-labels", el).innerHTML = fn.durations.map((_, i) => "<span>" + (i % 3 === 0 && i < b.length ? boundLabel(b[i]) : "") + "</span>").join("");
   const codes = Object.entries(fn.failures).sort((a, c) => c[1] - a[1]);
   $(".failures", el).innerHTML = codes.length
     ? codes.map(([code, n]) => '<li data-code="' + esc(code) + '"><code>' + esc(code) + "</code><b>" + n + "</b></li>").join("")
@@ -300,22 +302,22 @@ function makeCard(name) {
   el.className = "card fn";
   el.dataset.fn = name;
   el.innerHTML = '<div class="fn-head"><h2>' + esc(name) + '</h2><span class="versions"></span></div><div class="opts"></div><div class="tiles"></div>' +
-    '<div class="charts"><div><div class="chart-title">instances and live streams (● cold start)</div><div class="instances-chart"></div></div>' +
-    '<div><div class="chart-title">events/s in, outputs/s out</div><div class="rate-chart"></div></div></div>' +
+    '<div class="charts"><div><div class="chart-title"><span class="key" style="color:#2563eb">instances</span>, <span class="key" style="color:#16a34a">live streams</span>, <span class="key" style="color:#dc2626">● cold start</span></div><div class="instances-chart"></div></div>' +
+    '<div><div class="chart-title"><span class="key" style="color:#7c3aed">events/s in</span>, <span class="key" style="color:#ea580c">outputs/s out</span></div><div class="rate-chart"></div></div></div>' +
     '<div class="dists"><div><div class="chart-title">stream durations since start</div><div class="bars"></div><div class="bar-labels"></div></div>' +
     '<div><div class="chart-title">failures by code since start</div><ul class="failures"></ul></div></div>';
   $("#functions").appendChild(el);
-  const w = Math.max(260, Math.floor(el.clientWidth * 0.58) - 20);
+  const w = chartWidth(el);
   const axes = [{ stroke: "#6b7280", grid: { stroke: "#f0f0f0" } }, { stroke: "#6b7280", grid: { stroke: "#f0f0f0" }, size: 36 }];
   const plot = new uPlot({
-    width: w, height: 150, axes, legend: { show: true }, cursor: { drag: { x: false, y: false } },
+    width: w, height: 110, axes, legend: { show: false }, cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(2, hi + 1)] } },
     series: [{}, { label: "instances", stroke: "#2563eb", width: 2, paths: uPlot.paths.stepped({ align: 1 }), fill: "rgba(37,99,235,.08)" },
       { label: "live streams", stroke: "#16a34a", width: 1.5 },
       { label: "cold start", stroke: "#dc2626", width: 0, points: { show: true, size: 9, fill: "#dc2626" }, paths: () => null }],
   }, [[], [], [], []], $(".instances-chart", el));
   const ratePlot = new uPlot({
-    width: Math.max(200, Math.floor(el.clientWidth * 0.4) - 20), height: 150, axes, cursor: { drag: { x: false, y: false } },
+    width: w, height: 70, axes, legend: { show: false }, cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
     series: [{}, { label: "events/s", stroke: "#7c3aed", width: 1.5 }, { label: "outputs/s", stroke: "#ea580c", width: 1.5 }],
   }, [[], [], []], $(".rate-chart", el));
@@ -323,6 +325,17 @@ function makeCard(name) {
   state.cards.set(name, card);
   return card;
 }
+
+function chartWidth(el) {
+  return Math.max(240, el.clientWidth - 26);
+}
+window.addEventListener("resize", () => {
+  for (const card of state.cards.values()) {
+    const w = chartWidth(card.el);
+    card.plot.setSize({ width: w, height: 110 });
+    card.ratePlot.setSize({ width: w, height: 70 });
+  }
+});
 
 // ---- streams table ----
 function renderFilters(tick) {
@@ -411,11 +424,11 @@ function renderDetail(d) {
     const bound = Date.parse(s.boundAt);
     const wait = bound - opened;
     const inst = s.instance === null || s.instance === undefined ? "an instance" : "instance #" + s.instance;
-    items.push((wait > 0 ? "waited " + fmtMs(wait) + ", then bound" : "bound") + " to " + inst +
-      (s.start === "cold" ? " after a cold start of " + fmtMs(s.coldStartMs) : s.start === "warm" ? " (warm)" : ""));
+    items.push("bound to " + inst + (wait < 1 ? " at once" : " after " + fmtMs(wait)) + ": " +
+      (s.start === "cold" ? "a cold start (the instance took " + fmtMs(s.coldStartMs) + " to start)" : s.start === "warm" ? "warm (the instance was running)" : "started"));
   } else if (!ended) items.push("waiting for a slot");
-  items.push(s.events + " events" + (s.lastEventAt ? ", the last at " + clock(Date.parse(s.lastEventAt)) : ""));
-  items.push(s.outputs + " outputs");
+  items.push(plural(s.events, "event") + (s.lastEventAt ? ", the last at " + clock(Date.parse(s.lastEventAt)) : ""));
+  items.push(plural(s.outputs, "output"));
   if (ended) {
     const dur = fmtMs(Date.parse(s.endedAt) - opened);
     items.push((s.status === "failed" ? "failed" : "completed") + " after " + dur + " (reason " + esc(s.reason) + ")" +
