@@ -2,6 +2,7 @@ import { strict as assert } from "node:assert";
 import { request } from "node:http";
 import type { IncomingMessage } from "node:http";
 import { describe, it } from "node:test";
+import { quantile } from "../src/dashboard/sampler.js";
 import { eventually, startTestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
@@ -151,6 +152,9 @@ describe("dashboard", () => {
       assert.equal(tick.samples.echo.live, 1);
       assert.equal(tick.samples.echo.instances, 1);
       assert.deepEqual(tick.functions.find((f: any) => f.name === "fail").failures, { HANDLER_ERROR: 1 });
+      // Four outputs answered events within the latency window: percentiles, in ms.
+      assert.equal(typeof tick.samples.echo.p50Ms, "number");
+      assert.ok(tick.samples.echo.p99Ms >= tick.samples.echo.p50Ms);
       // ok-1 ended: one stream in echo's duration distribution.
       assert.equal(echoInfo.durations.reduce((n: number, c: number) => n + c, 0), 1);
 
@@ -197,5 +201,14 @@ describe("dashboard", () => {
     } finally {
       await t.close();
     }
+  });
+
+  it("reads percentiles off bucket counts as Prometheus does: linear inside the bucket, capped at the last bound", () => {
+    const bounds = [1, 2, 5];
+    assert.equal(quantile([0, 0, 0, 0], bounds, 0.5), null);
+    assert.equal(quantile([0, 2, 2, 0], bounds, 0.5), 2);
+    assert.equal(quantile([0, 2, 2, 0], bounds, 0.75), 3.5);
+    assert.equal(quantile([4, 0, 0, 0], bounds, 0.5), 0.5);
+    assert.equal(quantile([0, 0, 0, 3], bounds, 0.99), 5);
   });
 });

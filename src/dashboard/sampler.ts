@@ -19,12 +19,12 @@ export interface SamplerSource {
 export interface Sample {
   /** Epoch ms. */
   t: number;
-  /** Instances not stopping (starting or ready). */
-  instances: number;
-  live: number;
-  waiting: number;
-  eventsPerS: number;
-  outputsPerS: number;
+  /** Instances not stopping (starting or ready). Null (here and below) marks a gap: nobody watched. */
+  instances: number | null;
+  live: number | null;
+  waiting: number | null;
+  eventsPerS: number | null;
+  outputsPerS: number | null;
   /** Instances started during the interval. */
   coldStarts: number;
   /** Streams that failed during the interval. */
@@ -156,6 +156,8 @@ export class DashboardSampler {
     const totals = this.#source.totals();
     const counts = new Map<string, { live: number; waiting: number; byVersion: Map<string, number> }>();
     const live: StreamRow[] = [];
+    /** Once trimmed, the oldest open time kept: older streams cannot make the cut. */
+    let floor = -Infinity;
     let liveTotal = 0;
     for (const s of this.#source.liveStreams()) {
       liveTotal++;
@@ -164,10 +166,13 @@ export class DashboardSampler {
       c.live++;
       if (s.state === "waiting") c.waiting++;
       c.byVersion.set(s.version, (c.byVersion.get(s.version) ?? 0) + 1);
-      // Only the newest rows are sent; keep the candidates bounded while scanning.
-      if (live.length < this.maxRows || s.openedAt > live[live.length - 1]!.openedAt) {
+      // Only the newest rows are sent; the candidates stay bounded while scanning.
+      if (s.openedAt > floor) {
         live.push(liveRow(s));
-        if (live.length > this.maxRows * 2) trimNewest(live, this.maxRows);
+        if (live.length >= this.maxRows * 2) {
+          trimNewest(live, this.maxRows);
+          floor = live[live.length - 1]!.openedAt;
+        }
       }
     }
     trimNewest(live, this.maxRows);
@@ -250,8 +255,7 @@ export const kDurationBoundsMs = kStreamDurationBoundsMs;
 
 function gapSample(t: number): Sample {
   // Nulls make the chart break its lines here.
-  const n = null as unknown as number;
-  return { t, instances: n, live: n, waiting: n, eventsPerS: n, outputsPerS: n, coldStarts: 0, failed: 0, p50Ms: null, p99Ms: null };
+  return { t, instances: null, live: null, waiting: null, eventsPerS: null, outputsPerS: null, coldStarts: 0, failed: 0, p50Ms: null, p99Ms: null };
 }
 
 function emptyTotals(): FunctionTotals {
