@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { headers as natsHeaders } from "@nats-io/transport-node";
@@ -65,6 +66,11 @@ describe("cluster: acknowledged publishes", { skip: kSkipWithoutNats }, () => {
       // A stopped server answers nothing: the publish fails after the timeout instead of hanging.
       process.kill(nats.pid!, "SIGSTOP");
       try {
+        // kill() returns before a busy machine has stopped every thread of the server.
+        for (const t0 = Date.now(); Date.now() - t0 < 5_000; await new Promise((r) => setTimeout(r, 10))) {
+          const state = readFileSync(`/proc/${nats.pid}/stat`, "utf8").replace(/^.*\) /s, "")[0];
+          if (state === "T" || state === "t") break;
+        }
         const late = await quick.publish(subject, enc("5")).catch((e: unknown) => e);
         assert.ok(late instanceof AckTimeoutError, String(late));
         assert.equal(quick.pending, 0);

@@ -25,6 +25,19 @@ export default defineStreamFunction({
   },
 });`;
 
+// Echoes each event, then (after its input ends on the idle timeout) one summary: the summary
+// answers no event, so the idle wait before it must not land in the per-event latency.
+const summarize = `
+import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  idleTimeoutMs: 300,
+  async *handler(events) {
+    let n = 0;
+    for await (const e of events) { n++; yield e; }
+    yield { summary: n };
+  },
+});`;
+
 // One slot in all: a second stream has to wait for the first.
 const hold = `
 import { defineStreamFunction } from "streamfn";
@@ -59,7 +72,7 @@ function histogramCount(m: Scrape, name: string, labels: Record<string, string>)
 describe("GET /metrics", () => {
   let t: TestServer;
   before(async () => {
-    t = await startTestServer({ "echo.ts": echo, "fail.ts": fail, "hold.ts": hold });
+    t = await startTestServer({ "echo.ts": echo, "fail.ts": fail, "hold.ts": hold, "summarize.ts": summarize });
   });
   after(() => t.close());
 
@@ -101,6 +114,20 @@ describe("GET /metrics", () => {
     assert.equal(m.value("streamfn_instances", { ...fn, state: "ready" }), 1);
     // Nothing leaked into another function's series.
     assert.equal(m.value("streamfn_events_in_total", { function: "fail" }), 0);
+  });
+
+  it("keeps idle time out of per-event latency: an output after the input ended answers no event", async () => {
+    const c = await StreamClient.connect(`${t.wsUrl}/v1/functions/summarize/streams`);
+    for (const e of [1, 2, 3]) c.event(e);
+    // No end from the producer: the input ends on the idle timeout, then the summary is yielded.
+    await c.waitEnd();
+    assert.deepEqual(c.outputs(), [1, 2, 3, { summary: 3 }]);
+    assert.equal(c.records.find((r) => r.type === "end")!.reason, "idle");
+    const m = await scrape(t.url);
+    const fn = { function: "summarize" };
+    assert.equal(m.value("streamfn_outputs_out_total", fn), 4);
+    // Three outputs answered an event; the summary is counted as an output but not as a latency.
+    assert.equal(histogramCount(m, "streamfn_event_latency_seconds", fn), 3);
   });
 
   it("counts a failed stream by its error code and reason", async () => {

@@ -148,6 +148,13 @@ describe("the npm package", { timeout: 10 * kMinutes }, () => {
           { seq: 3, value: 6, average: 3 },
           { summary: { count: 3, average: 3, min: 1, max: 6 }, endReason: "end" },
         ]);
+        // The dashboard's charting library comes from the installed uplot package, not a CDN.
+        const page = await (await fetch(`http://127.0.0.1:${port}/`)).text();
+        const lib = /<script src="(\/dashboard\/assets\/[^"]+)"/.exec(page)?.[1];
+        assert.ok(lib, "the page loads its script from the server");
+        const asset = await fetch(`http://127.0.0.1:${port}${lib}`);
+        assert.equal(asset.status, 200);
+        assert.match(await asset.text(), /uPlot/);
         await server.stop();
         assert.deepEqual(await readdir(join(project, "functions", ".streamfn")), [".gitignore"], "bundles removed on a clean stop");
       });

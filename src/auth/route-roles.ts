@@ -27,7 +27,10 @@ const readOrProduce: Role[] = ["read", "produce"];
 
 export const kRouteRules: readonly RouteRule[] = [
   { method: "GET", path: "/healthz", roles: [], what: "the health check" },
-  { method: "GET", path: "/", roles: read, what: "the dashboard" },
+  // The page and its script files hold no data (the page asks for a token, then reads the feed).
+  { method: "GET", path: "/", roles: [], what: "the dashboard page" },
+  { method: "GET", path: "/dashboard/assets/:package/:file", roles: [], what: "the dashboard's script files" },
+  { method: "GET", path: "/v1/dashboard/feed", roles: read, what: "the dashboard's live data" },
   { method: "GET", path: "/v1/status", roles: read, what: "the server status" },
   { method: "GET", path: "/metrics", roles: read, what: "the metrics" },
   { method: "GET", path: "/v1/functions", roles: read, what: "the function list" },
@@ -82,7 +85,7 @@ export function matchRoute(method: string, pathname: string): RouteMatch | undef
 
 /** Whether a route pattern registered with the gateway (`/v1/functions/:fn`) has a row for `method`. */
 export function hasRule(method: string, path: string): boolean {
-  return kRouteRules.some((r) => r.method === method && r.path === path);
+  return kRouteRules.some((r) => r.method === method && r.path === path) || matchRoute(method, path) !== undefined;
 }
 
 function safeDecode(s: string): string {

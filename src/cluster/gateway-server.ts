@@ -6,7 +6,7 @@ import type { RateLimits } from "../auth/rate-limits.js";
 import { ControlAccess, isLoopbackHost } from "../control/access.js";
 import { addressLimits, assertSafeHost, logInsecure } from "../auth/safe-defaults.js";
 import { cancelStream } from "../control/streams.js";
-import { serveDashboard } from "../dashboard/dashboard.js";
+import { serveClusterDashboard } from "../dashboard/cluster-page.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
@@ -64,7 +64,7 @@ export class ClusterGatewayServer {
     const exposed = !isLoopbackHost(this.#host);
     this.gateway = new Gateway(counted, { auth, exposed, addressLimits: addressLimits(this.#host, auth, options.limits), pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(counted));
-    this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
+    this.gateway.route("GET", "/", (_req, res) => serveClusterDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/metrics", async (_req, res) => {
       const text = await this.metrics.render();

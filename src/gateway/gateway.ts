@@ -61,6 +61,7 @@ export class Gateway {
   readonly websocket: WebSocketGateway;
   readonly #routes = new Map<string, HttpHandler>();
   readonly #patterns: PatternRoute[] = [];
+  /** Exact paths answered without the token: they hold no data (the health check, the dashboard's page and assets). */
   #streamHttp: StreamHttpHandler | undefined;
   readonly #registered: { method: string; path: string }[] = [];
   readonly authorizer: Authorizer;

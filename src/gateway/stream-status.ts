@@ -20,6 +20,8 @@ export function liveStreamStatus(stream: StreamHandle): Record<string, unknown> 
     replayable: replayable(stream.retained),
     openedAt: iso(stream.openedAt),
     boundAt: stream.boundAt === undefined ? null : iso(stream.boundAt),
+    start: startOf(stream.boundAt, stream.cold),
+    coldStartMs: roundMs(stream.coldStartMs),
     lastEventAt: stream.events === 0 ? null : iso(stream.lastEventTime),
   };
 }
@@ -38,6 +40,11 @@ export function endedStreamStatus(functionName: string, streamId: string, ended:
     duplicates: ended.duplicates ?? null,
     replayable: replayable(ended.retained),
     openedAt: ended.openedAt === undefined ? null : iso(ended.openedAt),
+    boundAt: ended.boundAt === undefined ? null : iso(ended.boundAt),
+    instance: ended.instance ?? null,
+    start: startOf(ended.boundAt, ended.cold),
+    coldStartMs: roundMs(ended.coldStartMs),
+    lastEventAt: ended.lastEventAt === undefined ? null : iso(ended.lastEventAt),
     endedAt: iso(ended.endedAt),
   };
   if (ended.error) body.error = ended.error;
@@ -48,6 +55,16 @@ export function endedStreamStatus(functionName: string, streamId: string, ended:
 function replayable(retained: readonly RetainedOutput[] | undefined): { from: number; to: number } | null {
   if (!retained || retained.length === 0) return null;
   return { from: retained[0]!.n, to: retained[retained.length - 1]!.n };
+}
+
+/** `cold` (waited for a new instance), `warm` (found one ready), null before it got a slot or when the table cannot tell. */
+function startOf(boundAt: number | undefined, cold: boolean | undefined): "cold" | "warm" | null {
+  if (boundAt === undefined || cold === undefined) return null;
+  return cold ? "cold" : "warm";
+}
+
+function roundMs(ms: number | undefined): number | null {
+  return ms === undefined ? null : Math.round(ms * 10) / 10;
 }
 
 function iso(ms: number): string {

@@ -48,6 +48,25 @@ class FunctionCounters {
   readonly wait = new BucketHistogram(kWaitBoundsMs);
 }
 
+/**
+ * One function's running totals since the server started, as plain numbers (copies): what
+ * the dashboard's sampler turns into rates and windowed distributions.
+ */
+export interface FunctionTotals {
+  opened: number;
+  events: number;
+  outputs: number;
+  coldStarts: number;
+  /** error code → failed streams. */
+  failed: Record<string, number>;
+  /** Per bucket of `kLatencyBoundsMs` (not cumulative; the last counts values above every bound). */
+  latency: number[];
+  /** Per bucket of `kStreamDurationBoundsMs`, likewise. */
+  duration: number[];
+}
+
+export { kLatencyBoundsMs, kStreamDurationBoundsMs };
+
 /** The state gauges mirror, read once per scrape. */
 interface FunctionSnapshot {
   live: number;
@@ -132,6 +151,25 @@ export class StreamfnMetrics {
     } finally {
       this.#snapshot = undefined;
     }
+  }
+
+  /** Every function's totals (see FunctionTotals), read now: one pass over the live streams. */
+  totals(): Map<string, FunctionTotals> {
+    const snap = this.#read();
+    const out = new Map<string, FunctionTotals>();
+    for (const [fn, c] of this.#counters) {
+      const s = snap.get(fn);
+      out.set(fn, {
+        opened: c.opened,
+        events: c.endedEvents + (s?.liveEvents ?? 0),
+        outputs: c.endedOutputs + (s?.liveOutputs ?? 0),
+        coldStarts: c.coldStarts,
+        failed: Object.fromEntries(c.failed),
+        latency: Array.from(c.latency.counts),
+        duration: Array.from(c.duration.counts),
+      });
+    }
+    return out;
   }
 
   /** Instances of `functionName` started since this server started, over every version. */

@@ -7,6 +7,16 @@ export interface EndedStream extends Omit<EndRecord, "type"> {
   openedAt?: number;
   /** The version the stream ran on. */
   version?: string;
+  /** Epoch ms when it got its slot; absent if it never did. */
+  boundAt?: number;
+  /** The instance it ran on. */
+  instance?: number;
+  /** Whether it waited for a new instance to start (a cold start) rather than finding one ready. */
+  cold?: boolean;
+  /** With `cold`: how long that instance took from start to ready. */
+  coldStartMs?: number;
+  /** Epoch ms of its last accepted event. */
+  lastEventAt?: number;
   duplicates?: number;
   /** The last seq taken: a retry at or below it is acknowledged after the end too. */
   lastSeq?: number;

@@ -183,6 +183,10 @@ export interface StreamHandle {
   readonly subscribers: number;
   /** The instance it is bound to, once bound. */
   readonly instanceId: number | undefined;
+  /** Once bound: whether it waited for a new instance (a cold start). Tables that cannot tell leave it out. */
+  readonly cold?: boolean;
+  /** With `cold`: that instance's start-to-ready time in ms. */
+  readonly coldStartMs?: number;
   /** Epoch ms of the last accepted event (the open time before the first). */
   readonly lastEventTime: number;
   /** The handler's kept `ctx.log` lines. */

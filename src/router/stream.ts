@@ -124,6 +124,11 @@ export class Stream implements StreamHandle {
     return this.instance?.id;
   }
 
+  /** For a stream that waited for its instance to start: that instance's start-to-ready time. */
+  get coldStartMs(): number | undefined {
+    return this.cold ? this.instance?.coldStartMs : undefined;
+  }
+
   get lastEventTime(): number {
     // lastEventAt is a monotonic stamp (the idle clock); shown as wall-clock time.
     return Date.now() - (performance.now() - this.lastEventAt);

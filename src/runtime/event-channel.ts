@@ -37,6 +37,13 @@ export class EventChannel implements AsyncIterableIterator<unknown> {
   #failure: unknown;
   #detached = false;
   readonly #hooks: ChannelHooks;
+  /**
+   * The arrival stamp of the event the handler holds: set when it takes one, 0 again once it
+   * asks for the next (or leaves the loop). An output made while the handler holds no event
+   * (a summary after the input ended, a timer's output while it waits) answers no event, so
+   * its wait is not an event's latency.
+   */
+  heldAt = 0;
 
   constructor(hooks: ChannelHooks) {
     this.#hooks = hooks;
@@ -86,6 +93,7 @@ export class EventChannel implements AsyncIterableIterator<unknown> {
 
   next(): Promise<IteratorResult<unknown>> {
     this.#hooks.step?.();
+    this.heldAt = 0;
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (this.#head < this.#items.length) {
       const ev = this.#items[this.#head]!;
@@ -110,6 +118,7 @@ export class EventChannel implements AsyncIterableIterator<unknown> {
 
   /** The handler left its loop early: drop what is buffered and everything that arrives later. */
   return(): Promise<IteratorResult<unknown>> {
+    this.heldAt = 0;
     this.#detached = true;
     this.#dropBuffered();
     return Promise.resolve(kDone);
@@ -123,6 +132,7 @@ export class EventChannel implements AsyncIterableIterator<unknown> {
     const meta = this.#hooks.meta;
     meta.seq = ev.q;
     meta.receivedAt = ev.t;
+    this.heldAt = ev.t;
     this.#hooks.pulled(1);
   }
 

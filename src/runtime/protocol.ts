@@ -26,7 +26,8 @@ export type FromSandbox =
   /**
    * An output: its JSON text, or a Uint8Array for a binary output. Serialized here, in the
    * sandbox, so the router's thread neither clones an object graph nor stringifies it.
-   * `t` is the arrival stamp of the event the handler held when it yielded (0: none yet).
+   * `t` is the arrival stamp of the event the handler held when it yielded (0: it held none,
+   * e.g. a summary after its input ended: no event's latency is measured from it).
    */
   | { k: "out"; s: number; d: string | Uint8Array; t: number }
   /** Events the handler has taken off its iterator. */

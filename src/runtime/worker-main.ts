@@ -72,7 +72,7 @@ function open(s: number, streamId: string): void {
   const sink = {
     output(value: unknown): void | Promise<void> {
       const n = ++entry.outputs;
-      outbox.output(s, n, serializeOutput(value, n), entry.run.ctx.event.receivedAt);
+      outbox.output(s, n, serializeOutput(value, n), entry.run.channel.heldAt);
       if (++entry.unacked < kOutputWindow) return undefined;
       outbox.step(); // the handler now waits for credit; other handlers may run meanwhile
       return new Promise<void>((resolve) => {

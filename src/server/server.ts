@@ -6,7 +6,9 @@ import type { RateLimits } from "../auth/rate-limits.js";
 import { addressLimits, assertSafeHost, logInsecure } from "../auth/safe-defaults.js";
 import { isLoopbackHost } from "../control/access.js";
 import { registerControl } from "../control/control.js";
-import { serveDashboard } from "../dashboard/dashboard.js";
+import { registerDashboard } from "../dashboard/dashboard.js";
+import type { Dashboard } from "../dashboard/dashboard.js";
+import { RecentStreams } from "../dashboard/recent-streams.js";
 import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
@@ -104,6 +106,9 @@ export class StreamfnServer {
   readonly logger: ServerLogger;
   /** Readers following `ctx.log` lines (the logs routes with ?follow=1). */
   readonly logFollowers = new LogFollowers();
+  /** The page at `/` and its live feed (one sampler, running while someone watches). */
+  readonly dashboard: Dashboard;
+  readonly #recent = new RecentStreams();
   readonly #options: ServerOptions;
   readonly #streamLog: ReturnType<typeof streamLogObserver>;
   #closing: Promise<void> | undefined;
@@ -126,7 +131,7 @@ export class StreamfnServer {
       overrides: options.overrides,
       observer: composePoolObservers(this.metrics.poolObserver, instanceLogObserver(this.logger), options.poolObserver),
     });
-    this.router = new Router(this.registry, composeRouterObservers(this.metrics.routerObserver, this.#streamLog, this.logFollowers, options.observer), {
+    this.router = new Router(this.registry, composeRouterObservers(this.metrics.routerObserver, this.#streamLog, this.logFollowers, this.#recent, options.observer), {
       endedRetentionMs: options.endedRetentionMs,
       outputRetention: options.outputRetention,
     });
@@ -142,7 +147,13 @@ export class StreamfnServer {
     });
     this.gateway.streamHttp(createHttpStreams(this.table));
     registerLogRoutes(this.gateway, this.table, this.registry, this.logFollowers);
-    this.gateway.route("GET", "/", (_req, res) => serveDashboard(res));
+    this.dashboard = registerDashboard(this.gateway, {
+      functions: () => this.registry.functions(),
+      liveStreams: () => this.table.live(),
+      totals: () => this.metrics.totals(),
+      recent: this.#recent,
+      watching: () => this.registry.watching,
+    });
     // While shutting down, a load balancer should send new streams elsewhere.
     this.gateway.route("GET", "/healthz", (_req, res) =>
       this.router.closing
@@ -222,6 +233,7 @@ export class StreamfnServer {
     this.#closing ??= (async () => {
       await this.router.close(this.graceMs);
       this.logFollowers.close();
+      this.dashboard.close();
       await this.gateway.close();
       await this.registry.close();
       await this.spares.close();

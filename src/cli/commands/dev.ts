@@ -43,6 +43,7 @@ export function registerDev(program: Command): void {
         },
         (line) => printer.serverLine(line),
       );
+      stopOnSignals(server, server.graceMs);
       announce(server, Date.now() - server.startedAt);
       if (opts.typecheck) {
         checker = new TypeChecker({
@@ -54,7 +55,6 @@ export function registerDev(program: Command): void {
         });
         checker.request();
       }
-      stopOnSignals(server, server.graceMs);
     });
   withExample(cmd, "streamfn dev ./functions --port 8080", "streamfn dev ./functions --outputs 3 --no-typecheck");
 }

@@ -63,7 +63,6 @@ export function registerGateway(program: Command): void {
         pingIntervalMs: opts.pingIntervalMs,
         logger,
       });
-      logger.info({ url: server.url, gateway: server.table.name }, "gateway listening");
       let stopping = false;
       const stop = (): void => {
         if (stopping) process.exit(130);
@@ -72,6 +71,8 @@ export function registerGateway(program: Command): void {
       };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
+      // After the handlers: whoever waits for this line may signal at once.
+      logger.info({ url: server.url, gateway: server.table.name }, "gateway listening");
     });
   withExample(cmd, "streamfn gateway --nats nats://127.0.0.1:4222 --port 8080");
 }

@@ -28,9 +28,10 @@ export function registerServe(program: Command): void {
         serverLog.release(); // a server that did not start still shows what it logged before its error
         throw err;
       }
+      // Before the announcement: whoever waits for it may signal at once.
+      stopOnSignals(server, server.graceMs);
       announce(server, Date.now() - server.startedAt);
       serverLog.release();
-      stopOnSignals(server, server.graceMs);
     });
   withExample(cmd, "streamfn serve ./functions --port 8080 --set idleTimeoutMs=5000");
 }

@@ -73,7 +73,6 @@ export function registerWorker(program: Command): void {
         port: opts.port,
         host: opts.host,
       });
-      logger.info({ worker: worker.name, functions: worker.status().functions, ...(worker.url ? { url: worker.url } : {}) }, "worker ready");
       let stopping = false;
       const stop = (): void => {
         if (stopping) process.exit(130);
@@ -82,6 +81,8 @@ export function registerWorker(program: Command): void {
       };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
+      // After the handlers: whoever waits for this line may signal at once.
+      logger.info({ worker: worker.name, functions: worker.status().functions, ...(worker.url ? { url: worker.url } : {}) }, "worker ready");
     });
   withExample(cmd, "streamfn worker --nats nats://127.0.0.1:4222 ./functions");
 }
