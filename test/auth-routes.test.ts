@@ -27,7 +27,9 @@ type Who = keyof typeof kCallers;
 // Written out here, not derived from the table: a role changed there by mistake fails this.
 const kExpectedRoles: Record<string, string[]> = {
   "GET /healthz": [],
-  "GET /": ["read"],
+  "GET /": [],
+  "GET /dashboard/assets/:package/:file": [],
+  "GET /v1/dashboard/feed": ["read"],
   "GET /v1/status": ["read"],
   "GET /metrics": ["read"],
   "GET /v1/functions": ["read"],
@@ -104,6 +106,16 @@ const ndjson = (t: TestServer, who: Who, method: string, path: string): Promise<
 const kProbes: Record<string, { ok: number; probe: Probe }> = {
   "GET /healthz": { ok: 200, probe: (t, w) => status(`${t.url}/healthz`, { headers: headers(w) }) },
   "GET /": { ok: 200, probe: (t, w) => status(`${t.url}/`, { headers: headers(w) }) },
+  "GET /dashboard/assets/:package/:file": {
+    ok: 200,
+    probe: async (t, w) => {
+      const page = await (await fetch(`${t.url}/`)).text();
+      const script = /src="(\/dashboard\/assets\/[^"]+\.js)"/.exec(page)?.[1];
+      assert.ok(script, "the page loads its script from the assets route");
+      return status(`${t.url}${script}`, { headers: headers(w) });
+    },
+  },
+  "GET /v1/dashboard/feed": { ok: 200, probe: (t, w) => status(`${t.url}/v1/dashboard/feed`, { headers: headers(w) }) },
   "GET /v1/status": { ok: 200, probe: (t, w) => status(`${t.url}/v1/status`, { headers: headers(w) }) },
   "GET /metrics": { ok: 200, probe: (t, w) => status(`${t.url}/metrics`, { headers: headers(w) }) },
   "GET /v1/functions": { ok: 200, probe: (t, w) => status(`${t.url}/v1/functions`, { headers: headers(w) }) },

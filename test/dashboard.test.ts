@@ -93,8 +93,9 @@ describe("dashboard", () => {
       assert.equal(style.status, 200);
       assert.match(style.headers.get("content-type") ?? "", /^text\/css/);
 
-      // Anything else under the asset path is not public.
-      assert.equal((await fetch(`${t.url}/dashboard/assets/uplot-1.6.32/package.json`)).status, 401);
+      // Nothing but the listed files is served under the asset path, with or without a token.
+      assert.equal((await fetch(`${t.url}/dashboard/assets/uplot-1.6.32/package.json`)).status, 404);
+      assert.equal((await fetch(`${t.url}/dashboard/assets/uplot-1.6.32/..%2Fpackage.json`)).status, 404);
       assert.equal((await fetch(`${t.url}/v1/dashboard/feed`)).status, 401);
       assert.equal((await fetch(`${t.url}/v1/status`)).status, 401);
       const feed = new FeedReader(`${t.url}/v1/dashboard/feed?token=s3cret`);

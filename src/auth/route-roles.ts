@@ -85,7 +85,7 @@ export function matchRoute(method: string, pathname: string): RouteMatch | undef
 
 /** Whether a route pattern registered with the gateway (`/v1/functions/:fn`) has a row for `method`. */
 export function hasRule(method: string, path: string): boolean {
-  return kRouteRules.some((r) => r.method === method && r.path === path) || matchRoute(method, path) !== undefined;
+  return kRouteRules.some((r) => r.method === method && r.path === path);
 }
 
 function safeDecode(s: string): string {

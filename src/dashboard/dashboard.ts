@@ -38,7 +38,8 @@ export function registerDashboard(gateway: Gateway, source: SamplerSource, optio
       res.end(page);
     }
   );
-  for (const path of assets.paths()) gateway.route("GET", path, (req, res, url) => assets.serve(req, res, url.pathname));
+  // One pattern for every file: an unknown name (or another package version) is a 404 there.
+  gateway.route("GET", "/dashboard/assets/:package/:file", (req, res, url) => assets.serve(req, res, url.pathname));
   gateway.route("GET", "/v1/dashboard/feed", (_req, res) => feed.open(res));
   return { sampler, feed, close: () => feed.close() };
 }

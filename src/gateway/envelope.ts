@@ -72,7 +72,7 @@ export function seqAsSent(text: string): number | undefined {
     const value: unknown = JSON.parse(text);
     if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
     const seq = (value as Record<string, unknown>).seq;
-    return typeof seq === "number" ? seq : undefined;
+    return typeof seq === "number" && Number.isFinite(seq) ? seq : undefined;
   } catch {
     const m = /"seq"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?=\s*[,}])/.exec(text);
     if (!m) return undefined;
