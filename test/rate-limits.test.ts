@@ -8,6 +8,7 @@ import { RateLimiter, kExposedAddressLimits } from "../src/auth/rate-limits.js";
 import { addressLimits } from "../src/auth/safe-defaults.js";
 import { fnSource } from "./helpers/contract-util.js";
 import { call } from "./helpers/http-client.js";
+import { scrape } from "./helpers/metrics-text.js";
 import { startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
@@ -88,6 +89,10 @@ describe("rate limits per token", () => {
     assert.equal(calm.outputs().length, 20);
     assert.deepEqual(calm.errors(), []);
     for (const c of opened) c.close();
+    // Operators see the refusals per limit.
+    const m = await scrape(t.url, bearer("flood-http-secret"));
+    assert.equal(m.type("streamfn_rate_limited_total"), "counter");
+    assert.ok((m.value("streamfn_rate_limited_total", { limit: "streamsPerS" }) ?? 0) >= refused.length, m.text.split("\n").filter((l) => l.includes("rate_limited")).join("\n"));
   });
 
   it("holds a WebSocket producer over eventsPerS back with an error record, drops nothing, and serves another token meanwhile", async () => {

@@ -145,7 +145,11 @@ const kCounted = new WeakSet<StreamHandle>();
  * A request is let through only when every one of them allows it, and then charged to all.
  */
 export class ClientLimits {
-  constructor(readonly entries: readonly Entry[]) {}
+  constructor(
+    readonly entries: readonly Entry[],
+    /** Told of every refusal or pause, for the metrics. */
+    readonly onOver: (limit: LimitName) => void = () => {},
+  ) {}
 
   /** Admits a new stream or throws RATE_LIMITED (streamsPerS or concurrentStreams). */
   admitStream(): StreamLease {
@@ -153,6 +157,7 @@ export class ClientLimits {
     for (const e of this.entries) {
       const max = e.limits.concurrentStreams ?? 0;
       if (max > 0 && e.open >= max) {
+        this.onOver("concurrentStreams");
         throw rateLimitedError({
           limit: "concurrentStreams",
           waitMs: 1000,
@@ -161,6 +166,7 @@ export class ClientLimits {
       }
       const wait = e.streams?.waitFor(1, now) ?? 0;
       if (wait > 0) {
+        this.onOver("streamsPerS");
         throw rateLimitedError({
           limit: "streamsPerS",
           waitMs: wait,
@@ -197,10 +203,12 @@ export class ClientLimits {
     for (const e of this.entries) {
       const we = e.events?.waitFor(count, now) ?? 0;
       if (we > 0) {
+        this.onOver("eventsPerS");
         return { limit: "eventsPerS", waitMs: we, message: `${e.who} sends events faster than its eventsPerS limit (${e.limits.eventsPerS}/s); the server reads on in ${we} ms` };
       }
       const wb = e.bytes?.waitFor(bytes, now) ?? 0;
       if (wb > 0) {
+        this.onOver("bytesPerS");
         return { limit: "bytesPerS", waitMs: wb, message: `${e.who} sends event bytes faster than its bytesPerS limit (${e.limits.bytesPerS}/s); the server reads on in ${wb} ms` };
       }
     }
@@ -231,6 +239,11 @@ export class RateLimiter {
   readonly #addresses = new Map<string, Entry>();
   readonly #tokens = new Map<string, Entry | null>();
   readonly #maxAddressKeys: number;
+  /** Refusals (new streams) and pauses (events, bytes) per limit since start. */
+  readonly overLimit = new Map<LimitName, number>(kLimitNames.map((n) => [n, 0]));
+  readonly #onOver = (limit: LimitName): void => {
+    this.overLimit.set(limit, (this.overLimit.get(limit) ?? 0) + 1);
+  };
 
   constructor(options: RateLimiterOptions) {
     this.#address = anyLimit(options.address) ? options.address : undefined;
@@ -256,7 +269,7 @@ export class RateLimiter {
       }
       if (e) entries.push(e);
     }
-    return entries.length === 0 ? undefined : new ClientLimits(entries);
+    return entries.length === 0 ? undefined : new ClientLimits(entries, this.#onOver);
   }
 
   #addressEntry(address: string, limits: RateLimits): Entry {

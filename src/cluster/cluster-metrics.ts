@@ -1,4 +1,4 @@
-import { Counter, Gauge } from "prom-client";
+import { Gauge } from "prom-client";
 import type { Registry as PromRegistry } from "prom-client";
 import type { Cluster } from "./ensure-cluster.js";
 import { workConsumerConfig } from "./ensure-cluster.js";
@@ -31,34 +31,6 @@ export function registerWorkPending(registry: PromRegistry, cluster: Cluster, fu
         const n = await workPending(cluster, fn);
         if (n !== undefined) g.set({ function: fn }, n);
       }
-    },
-  });
-}
-
-/** A counter whose value is read at scrape time from a plain number kept elsewhere. */
-export function registerReadCounter(registry: PromRegistry, name: string, help: string, read: () => Iterable<[Record<string, string>, number]>, labelNames: string[]): void {
-  const c: Counter<string> = new Counter({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect: () => {
-      c.reset();
-      for (const [labels, n] of read()) c.inc(labels, n);
-    },
-  });
-}
-
-/** A gauge read at scrape time. */
-export function registerReadGauge(registry: PromRegistry, name: string, help: string, read: () => Iterable<[Record<string, string>, number]>, labelNames: string[]): void {
-  const g: Gauge<string> = new Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect: () => {
-      g.reset();
-      for (const [labels, n] of read()) g.set(labels, n);
     },
   });
 }

@@ -1,7 +1,8 @@
 import { Registry as PromRegistry, collectDefaultMetrics } from "prom-client";
 import type { OutputSink, ProducerFlow, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { BucketHistogram, HistogramFamily } from "../metrics/bucket-histogram.js";
-import { registerReadCounter, registerReadGauge, registerWorkPending } from "./cluster-metrics.js";
+import { registerWorkPending } from "./cluster-metrics.js";
+import { registerReadCounter, registerReadGauge } from "../metrics/read-metrics.js";
 import type { ClusterHandle } from "./open-cluster.js";
 import type { ClusterStreamTable } from "./gateway-table.js";
 

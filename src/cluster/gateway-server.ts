@@ -13,6 +13,7 @@ import { createHttpStreams } from "../gateway/http-streams.js";
 import type { ClusterLogger } from "./connect.js";
 import { workPending } from "./cluster-metrics.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
+import { registerRateLimitMetric } from "../metrics/read-metrics.js";
 import { ClusterStreamTable } from "./gateway-table.js";
 import { openCluster } from "./open-cluster.js";
 import type { ClusterHandle } from "./open-cluster.js";
@@ -64,6 +65,7 @@ export class ClusterGatewayServer {
     const exposed = !isLoopbackHost(this.#host);
     this.gateway = new Gateway(counted, { auth, exposed, addressLimits: addressLimits(this.#host, auth, options.limits), pingIntervalMs: options.pingIntervalMs });
     this.gateway.streamHttp(createHttpStreams(counted));
+    registerRateLimitMetric(this.metrics.registry, this.gateway.authorizer.limiter);
     this.gateway.route("GET", "/", (_req, res) => serveClusterDashboard(res));
     this.gateway.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { ok: true }));
     this.gateway.route("GET", "/metrics", async (_req, res) => {

@@ -13,6 +13,7 @@ import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
 import { StreamfnMetrics } from "../metrics/metrics.js";
+import { registerRateLimitMetric } from "../metrics/read-metrics.js";
 import { Registry, functionNameOf } from "../registry/registry.js";
 import { SpareThreads } from "../instances/spare-threads.js";
 import { kDefaultOptions } from "../api/options.js";
@@ -146,6 +147,7 @@ export class StreamfnServer {
       pingIntervalMs: options.pingIntervalMs,
     });
     this.gateway.streamHttp(createHttpStreams(this.table));
+    registerRateLimitMetric(this.metrics.registry, this.gateway.authorizer.limiter);
     registerLogRoutes(this.gateway, this.table, this.registry, this.logFollowers);
     this.dashboard = registerDashboard(this.gateway, {
       functions: () => this.registry.functions(),
