@@ -308,7 +308,10 @@ function makeCard(name) {
     '<div><div class="chart-title">failures by code since start</div><ul class="failures"></ul></div></div>';
   $("#functions").appendChild(el);
   const w = chartWidth(el);
-  const axes = [{ stroke: "#6b7280", grid: { stroke: "#f0f0f0" } }, { stroke: "#6b7280", grid: { stroke: "#f0f0f0" }, size: 36 }];
+  // Samples are a second apart: ticks on whole seconds (or minutes), read as a wall clock.
+  const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const xAxis = { stroke: "#6b7280", grid: { stroke: "#f0f0f0" }, space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], values: (u, splits) => splits.map(clock) };
+  const axes = [xAxis, { stroke: "#6b7280", grid: { stroke: "#f0f0f0" }, size: 36 }];
   const plot = new uPlot({
     width: w, height: 110, axes, legend: { show: false }, cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(2, hi + 1)] } },
