@@ -21,7 +21,7 @@ const misbehaving = (options: string): string =>
     for await (const e of events) {
       if (e === "throw") throw new Error("boom in " + ctx.streamId);
       if (e === "spin") while (true) {}
-      if (typeof e === "object" && e && e.yieldThenSpin) { yield e.yieldThenSpin; while (true) {} }
+      if (typeof e === "object" && e && e.yieldThenSpin) { for (const w of [].concat(e.yieldThenSpin)) yield w; while (true) {} }
       if (e === "hog") for (;;) keep.push(Array.from({ length: 10000 }, (_, i) => ({ i, s: "x" + i })));
       if (e === "hang") await new Promise(() => {});
       if (e === "function") yield { f: () => 1 };
@@ -262,13 +262,13 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     assert.equal(status?.outputs, 1);
   });
 
-  it("an output yielded just before a CPU loop in the same step reaches the producer", async () => {
+  it("outputs yielded just before a CPU loop in the same step reach the producer, all of them", async () => {
     const c = await open(t, "single", "lossless-c");
-    c.event({ yieldThenSpin: "last words" });
+    c.event({ yieldThenSpin: ["first", "second", "last words"] });
     const end = await c.waitEnd(10_000);
     failedWith(end, "INSTANCE_UNRESPONSIVE");
-    assert.deepEqual(c.outputs(), ["last words"]);
-    assert.equal(end.outputs, 1);
+    assert.deepEqual(c.outputs(), ["first", "second", "last words"]);
+    assert.equal(end.outputs, 3);
   });
 
   it("an instance that fails to load fails its streams with FUNCTION_LOAD_FAILED; the next stream tries again", async () => {

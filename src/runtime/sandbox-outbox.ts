@@ -19,10 +19,12 @@ const kLoadReportMs = 100;
  * - with a journal (thread sandbox): every output is also written to shared memory, cleared
  *   whenever a batch is posted; the router reads what never arrived when it gives up on the
  *   instance. Batching is untouched.
- * - without one (process sandbox: no memory to share): the first output after a step boundary
- *   is posted at once, and at each step boundary (`step()`: the handler asks for its next event
- *   or starts waiting for output credit) whatever it added since goes out. A handler that
- *   yields several outputs and then blocks in the same step can lose all but the first.
+ * - without one (process sandbox: no memory to share): every output is posted at once (the
+ *   IPC write reaches the pipe before the handler runs on), and at each step boundary
+ *   (`step()`: the handler asks for its next event or starts waiting for output credit) the
+ *   credits gathered since go too. A handler with one output per event costs one message per
+ *   event either way; one with many outputs per event pays a message per output, the price of
+ *   not losing them in the sandbox meant for code trusted less.
  * Either way a stream's end (`done`) is posted before any other handler runs.
  */
 export class SandboxOutbox {
@@ -33,8 +35,6 @@ export class SandboxOutbox {
   #pendingSince = 0;
   /** A turn-end flush is scheduled (it may find nothing left to do). */
   #immediate = false;
-  /** Without a journal: an output was posted since the last step boundary. */
-  #postedInStep = false;
   readonly #port: Pick<MessagePort, "postMessage">;
   readonly #refused: (s: number, error: ErrorRecord) => void;
   readonly #journal: OutputJournal | undefined;
@@ -79,11 +79,6 @@ export class SandboxOutbox {
       return;
     }
     this.#ops.push({ k: "out", s, d, t });
-    if (this.#postedInStep) {
-      this.#schedule();
-      return;
-    }
-    this.#postedInStep = true;
     this.#pending = true;
     this.#flush();
   }
@@ -100,7 +95,6 @@ export class SandboxOutbox {
    */
   step(): void {
     if (this.#journal) return;
-    this.#postedInStep = false;
     if (this.#ops.length > 0) this.#flush();
   }
 
