@@ -8,6 +8,7 @@ import { connectCluster } from "../src/cluster/connect.js";
 import { openCluster } from "../src/cluster/open-cluster.js";
 import type { ClusterHandle } from "../src/cluster/open-cluster.js";
 import { OrderedFeed } from "../src/cluster/ordered-feed.js";
+import { CuttableProxy } from "./helpers/cuttable-proxy.js";
 import { kPositionHeader, positionOf } from "../src/cluster/event-log.js";
 import { FencedError } from "../src/cluster/output-log.js";
 import { AckTimeoutError, AckedPublisher, PublishRefusedError, kExpectedLastSubjectSeqHeader } from "../src/cluster/acked-publish.js";
@@ -102,6 +103,38 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
   after(async () => {
     await h?.close();
     await nats?.stop();
+  });
+
+  it("a feed whose connection was down while its last records were stored catches up after the reconnect", async () => {
+    // One client reaches the server through a proxy this test can cut; the writer goes direct.
+    const proxy = await CuttableProxy.start(nats.port);
+    const reader = await openCluster({ servers: `nats://127.0.0.1:${proxy.port}`, prefix: "t1", leaseMs: 2_000 });
+    try {
+      const got: string[] = [];
+      const feed = new OrderedFeed({
+        nc: reader.cluster.nc,
+        jsm: reader.cluster.jsm,
+        stream: reader.cluster.settings.names.events,
+        subject: reader.events.subject("echo", "cut"),
+        positionOf,
+        from: 1,
+        onRecord: (r) => got.push(dec(r.data)),
+        onError: (err) => assert.fail(err),
+      });
+      feed.start();
+      await h.events.append("echo", "cut", 1, enc("e1"));
+      await eventually(() => got.length === 1, 5_000, "the first record live");
+      proxy.cut();
+      // Stored while the reader is away: nothing live will ever follow them.
+      for (let p = 2; p <= 4; p++) await h.events.append("echo", "cut", p, enc(`e${p}`));
+      proxy.restore();
+      await eventually(() => got.length === 4, 15_000, "the records stored while disconnected");
+      assert.deepEqual(got, ["e1", "e2", "e3", "e4"]);
+      feed.close();
+    } finally {
+      await reader.close();
+      await proxy.close();
+    }
   });
 
   it("a retried append is stored once (server dedup by message id)", async () => {

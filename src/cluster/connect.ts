@@ -22,6 +22,24 @@ export interface ConnectOptions {
 
 const kSilent: ClusterLogger = { info() {}, warn() {} };
 
+const kReconnectListeners = new WeakMap<NatsConnection, Set<() => void>>();
+
+/**
+ * Calls `cb` after every reconnect of `nc` (a connection from connectCluster); returns the
+ * unsubscribe. Core-NATS messages published while a process was away are gone for it: what
+ * it follows live must be read back from the store, and what it reports on change only must
+ * be reported again.
+ */
+export function onReconnect(nc: NatsConnection, cb: () => void): () => void {
+  let set = kReconnectListeners.get(nc);
+  if (!set) {
+    set = new Set();
+    kReconnectListeners.set(nc, set);
+  }
+  set.add(cb);
+  return () => set.delete(cb);
+}
+
 /**
  * Connects to NATS. The first connect fails fast with a typed error naming the server (a wrong
  * URL must not hang a starting process); once connected, the client reconnects forever and
@@ -62,7 +80,10 @@ export async function connectCluster(options: ConnectOptions): Promise<NatsConne
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") logger.warn({ server: s.server }, "disconnected from NATS; reconnecting");
-      else if (s.type === "reconnect") logger.info({ server: s.server }, "reconnected to NATS");
+      else if (s.type === "reconnect") {
+        logger.info({ server: s.server }, "reconnected to NATS");
+        for (const cb of [...(kReconnectListeners.get(nc) ?? [])]) cb();
+      }
       else if (s.type === "error") logger.warn({ err: s.error.message }, "NATS connection error");
       else if (s.type === "slowConsumer") logger.warn({ subject: s.sub.getSubject(), pending: s.pending }, "NATS slow consumer");
     }

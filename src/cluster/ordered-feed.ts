@@ -1,7 +1,8 @@
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { StreamfnError } from "../api/errors.js";
-import { readSubject } from "./direct-read.js";
+import { lastOnSubject, readSubject } from "./direct-read.js";
+import { onReconnect } from "./connect.js";
 
 export interface FeedRecord {
   position: number;
@@ -48,6 +49,7 @@ export class OrderedFeed {
   #gapSince: number | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
+  #offReconnect: (() => void) | undefined;
 
   constructor(options: OrderedFeedOptions) {
     this.#o = { gapTimeoutMs: 10_000, maxPending: 10_000, ...options };
@@ -71,12 +73,36 @@ export class OrderedFeed {
         if (this.#pending.size > 0) this.#readBack();
       },
     });
+    this.#offReconnect = onReconnect(this.#o.nc, () => this.catchUp());
     this.#readBack();
+  }
+
+  /**
+   * Records stored while the connection was down never came live, and nothing later may come
+   * to reveal the gap (the end record may be among them): ask the store. One read of the
+   * subject's last record when nothing was missed; a read back from where reads left off when
+   * something was.
+   */
+  catchUp(): void {
+    if (this.#closed) return;
+    void (async () => {
+      try {
+        const last = await lastOnSubject(this.#o.jsm, this.#o.stream, this.#o.subject);
+        if (this.#closed || last === null) return;
+        const position = this.#o.positionOf(last.header);
+        if (position !== undefined && position < this.#next) return;
+        this.#sawLive = false;
+        this.#readBack();
+      } catch {
+        // Down again: the next reconnect asks again.
+      }
+    })();
   }
 
   close(): void {
     this.#closed = true;
     clearTimeout(this.#retry);
+    this.#offReconnect?.();
     this.#sub?.unsubscribe();
     this.#pending.clear();
   }

@@ -16,6 +16,7 @@ import type { EndRecord, OutputSink, StreamHandle, StreamTable } from "../router
 import type { ClusterLogger } from "./connect.js";
 import { positionOf } from "./event-log.js";
 import { openCluster } from "./open-cluster.js";
+import { onReconnect } from "./connect.js";
 import type { ClusterHandle } from "./open-cluster.js";
 import { OrderedFeed } from "./ordered-feed.js";
 import type { FeedRecord } from "./ordered-feed.js";
@@ -145,6 +146,10 @@ export class ClusterWorker {
     for (const f of failed) this.#log.warn({ file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
     this.#cluster = await openCluster({ servers: o.nats, name: `streamfn-worker-${this.name}`, prefix: o.prefix, storage: o.storage, logger: this.#log, ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}) });
     this.#buckets = await ensureBuckets(this.#cluster.cluster);
+    // Progress goes out on change only: after a reconnect, say it again (gateways may have missed it).
+    onReconnect(this.#cluster.cluster.nc, () => {
+      for (const run of this.#runs.values()) run.reported = -1;
+    });
     this.#holds = subscribeHolds(this.#cluster.cluster.nc, this.#cluster.cluster, (m) => {
       const run = this.#runs.get(`${m.fn}\n${m.sid}`);
       if (run && !run.lost) run.hold.apply(m, Date.now());
