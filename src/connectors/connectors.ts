@@ -1,5 +1,5 @@
 import type { StreamSource } from "../api/sources.js";
-import { sourceBroker } from "../api/sources.js";
+import { sourceBroker, validateSources } from "../api/sources.js";
 import type { StreamTable } from "../router/stream-table.js";
 import type { BrokerLink, LinkStatus } from "./link.js";
 import { MqttLink } from "./mqtt-link.js";
@@ -44,6 +44,17 @@ export interface SourceCatalog {
   functions(): Iterable<{ name: string; current: unknown; sources: readonly StreamSource[] }>;
 }
 
+/**
+ * The options with every source checked and its defaults filled in, whoever built them (the
+ * config file, a test, an embedder). Throws INVALID_OPTIONS naming the function and entry.
+ */
+export function normalizeConnectorOptions(options: ConnectorOptions): ConnectorOptions {
+  if (!options.sources) return options;
+  const sources: Record<string, StreamSource[]> = {};
+  for (const [fn, list] of Object.entries(options.sources)) sources[fn] = validateSources(list, `sources for ${fn}`);
+  return { ...options, sources };
+}
+
 /** How often the bound sources are compared with the served functions (deploys, removals, edits). */
 const kSyncMs = 500;
 
@@ -68,7 +79,7 @@ export class Connectors {
   constructor(table: StreamTable, catalog: SourceCatalog, options: ConnectorOptions, logger: ConnectorLogger) {
     this.#table = table;
     this.#catalog = catalog;
-    this.#options = options;
+    this.#options = normalizeConnectorOptions(options);
     this.#logger = logger;
   }
 

@@ -123,6 +123,10 @@ export class GapClock {
     this.#last = { from: this.#from, ms: null };
   }
 
+  get isDown(): boolean {
+    return this.#from !== undefined;
+  }
+
   /** Back up: the gap in ms, or undefined when it was not down. */
   up(): number | undefined {
     if (this.#from === undefined) return undefined;

@@ -54,25 +54,14 @@ export class MqttLink implements BrokerLink {
       else done();
     };
     client.on("close", () => {
-      if (this.#closed) return;
-      if (this.#gaps.last?.ms !== null || this.#gaps.reconnects === 0) {
-        this.#gaps.down();
-      }
+      if (!this.#closed) this.#gaps.down();
     });
     client.on("offline", () => {
       if (this.#closed) return;
       this.#gaps.down();
       this.#logger.warn({ broker: this.url }, "MQTT broker disconnected; reconnecting");
     });
-    client.on("connect", () => {
-      const ms = this.#gaps.up();
-      if (ms !== undefined) {
-        this.#logger.warn(
-          { broker: this.url, gapMs: ms, reconnects: this.#gaps.reconnects },
-          `MQTT broker reconnected after ${ms} ms; subscriptions renewed, messages published meanwhile were not received`,
-        );
-      }
-    });
+    client.on("connect", () => void this.#reconnected());
     client.on("error", (err) => {
       if (!this.#closed) this.#logger.warn({ broker: this.url, err: err.message }, "MQTT connection error");
     });
@@ -100,7 +89,8 @@ export class MqttLink implements BrokerLink {
       connectTimeout: timeout,
       // No retry until the first connect succeeded: a refused start must fail, not loop.
       reconnectPeriod: 0,
-      resubscribe: true,
+      // Renewed by #reconnected, which reports the gap once it is done.
+      resubscribe: false,
       properties: { receiveMaximum: kReceiveMaximum },
     });
     await new Promise<void>((resolve, reject) => {
@@ -132,8 +122,34 @@ export class MqttLink implements BrokerLink {
   }
 
   get connected(): boolean {
-    return this.#client.connected;
+    return this.#client.connected && !this.#resubscribing;
   }
+
+  #resubscribing = false;
+
+  /**
+   * Renews every subscription itself (a clean session starts with none), so that "connected"
+   * in status means subscribed again, and the gap is reported once that is done.
+   */
+  async #reconnected(): Promise<void> {
+    if (this.#closed || !this.#gaps.isDown) return;
+    this.#resubscribing = true;
+    const filters = [...new Set([...this.#subs.values()].map((s) => s.filter))];
+    try {
+      for (const f of filters) await this.#client.subscribeAsync(f, { qos: this.#qos.get(f) ?? 1 });
+    } catch (err) {
+      this.#logger.error({ broker: this.url, err: (err as Error).message }, "MQTT resubscribe failed");
+    } finally {
+      this.#resubscribing = false;
+    }
+    const ms = this.#gaps.up();
+    this.#logger.warn(
+      { broker: this.url, gapMs: ms, reconnects: this.#gaps.reconnects, subscriptions: filters.length },
+      `MQTT broker reconnected after ${ms} ms and ${filters.length} subscription(s) renewed; messages published meanwhile were not received`,
+    );
+  }
+
+  readonly #qos = new Map<string, 0 | 1>();
 
   #dispatch(packet: IPublishPacket): Promise<void> | undefined {
     const topic = packet.topic;
@@ -153,6 +169,7 @@ export class MqttLink implements BrokerLink {
   async subscribe(filter: string, qos: 0 | 1, handler: MessageHandler): Promise<() => void> {
     const id = this.#nextSub++;
     this.#subs.set(id, { filter, handler });
+    this.#qos.set(filter, Math.max(qos, this.#qos.get(filter) ?? 0) as 0 | 1);
     try {
       const granted = await this.#client.subscribeAsync(filter, { qos });
       const g = granted[0];

@@ -20,7 +20,7 @@ import { Router } from "../router/router.js";
 import type { RouterObserver } from "../router/router.js";
 import type { StreamTable } from "../router/stream-table.js";
 import type { PoolObserver } from "../instances/pool.js";
-import { Connectors } from "../connectors/connectors.js";
+import { Connectors, normalizeConnectorOptions } from "../connectors/connectors.js";
 import type { ConnectorOptions } from "../connectors/connectors.js";
 import { registerConnectorMetrics } from "../connectors/connector-metrics.js";
 import { composePoolObservers, composeRouterObservers } from "./observers.js";
@@ -191,6 +191,8 @@ export class StreamfnServer {
   /** Loads the functions, then listens. Functions that fail to load are logged; the rest serve. */
   static async start(options: ServerOptions): Promise<StreamfnServer> {
     assertSafeHost(options.host ?? "127.0.0.1", combineAuth(options.token, options.auth), options.insecure);
+    // Before anything starts: a bad source fails here, leaving nothing running.
+    if (options.connectors) options = { ...options, connectors: normalizeConnectorOptions(options.connectors) };
     const server = new StreamfnServer(options);
     try {
       // Watching starts before the first load so no edit falls in between; deploys are

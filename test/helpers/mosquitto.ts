@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,15 +51,18 @@ export class TestMosquitto {
 
   static async start(options: MosquittoOptions = {}): Promise<TestMosquitto> {
     const dir = mkdtempSync(join(tmpdir(), "sfn-mqtt-"));
+    // Started as root, mosquitto drops to its own user, which must still read its files here.
+    chmodSync(dir, 0o755);
     const m = new TestMosquitto(await freePort(), dir);
     const lines = [`listener ${m.port} 127.0.0.1`, "persistence false", "log_dest stderr", ...(options.extra ?? [])];
     if (options.users) {
       const pw = join(dir, "passwd");
-      writeFileSync(pw, Object.keys(options.users).map((u) => `${u}:x`).join("\n") + "\n");
+      writeFileSync(pw, "");
       for (const [u, p] of Object.entries(options.users)) {
         const r = spawnSync("mosquitto_passwd", ["-b", pw, u, p], { encoding: "utf8" });
         if (r.status !== 0) throw new Error(`mosquitto_passwd failed: ${r.stderr}`);
       }
+      chmodSync(pw, 0o644);
       lines.push("allow_anonymous false", `password_file ${pw}`);
     } else {
       lines.push("allow_anonymous true");
