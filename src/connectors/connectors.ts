@@ -17,6 +17,8 @@ export interface ConnectorOptions {
   nats?: string;
   /** Per function, the sources that replace its own `sources`. */
   sources?: Record<string, StreamSource[]>;
+  /** NATS messages held while their streams are full, before more are dropped (counted). Default 4096. */
+  natsQueueLimit?: number;
   /** How long a broker's first connect may take at start. Default 5 000. */
   connectTimeoutMs?: number;
 }
@@ -104,7 +106,7 @@ export class Connectors {
         this.#logger.info({ broker: this.#mqtt.url }, "connected to MQTT broker");
       }
       if (this.#options.nats !== undefined) {
-        this.#nats = await NatsLink.connect({ url: this.#options.nats, connectTimeoutMs: timeout, logger: this.#logger });
+        this.#nats = await NatsLink.connect({ url: this.#options.nats, connectTimeoutMs: timeout, queueLimit: this.#options.natsQueueLimit, logger: this.#logger });
         this.#links.push(this.#nats);
         this.#logger.info({ broker: this.#nats.url }, "connected to NATS server");
       }

@@ -11,6 +11,8 @@ export interface NatsLinkOptions {
   /** `nats://[user:pass@|token@]host:4222`, several comma-separated. */
   url: string;
   connectTimeoutMs?: number;
+  /** Messages held while their streams are full before more are dropped. Default kNatsQueueLimit. */
+  queueLimit?: number;
   logger: ConnectorLogger;
 }
 
@@ -42,8 +44,11 @@ export class NatsLink implements BrokerLink {
   #connected = true;
   #closed = false;
 
-  private constructor(url: string, nc: NatsConnection, logger: ConnectorLogger) {
+  readonly #queueLimit: number;
+
+  private constructor(url: string, nc: NatsConnection, logger: ConnectorLogger, queueLimit: number) {
     this.url = url;
+    this.#queueLimit = queueLimit;
     this.#nc = nc;
     this.#logger = logger;
     void this.#watch();
@@ -121,7 +126,7 @@ export class NatsLink implements BrokerLink {
       }
       throw new StreamfnError("BROKER_UNREACHABLE", `cannot connect to NATS server ${shown}: ${message}`, { cause: err });
     }
-    return new NatsLink(shown, nc, options.logger);
+    return new NatsLink(shown, nc, options.logger, options.queueLimit ?? kNatsQueueLimit);
   }
 
   get connected(): boolean {
@@ -145,7 +150,7 @@ export class NatsLink implements BrokerLink {
 
   /** Messages go through one at a time, in arrival order, as on MQTT; the drain runs synchronously until a message must wait. */
   #take(q: Queued): void {
-    if (this.#queue.length - this.#queueHead >= kNatsQueueLimit) {
+    if (this.#queue.length - this.#queueHead >= this.#queueLimit) {
       q.onDrop();
       return;
     }
