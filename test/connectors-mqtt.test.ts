@@ -228,6 +228,29 @@ describe("MQTT sources", { skip: kSkipWithoutMosquitto }, () => {
     assert.match(metrics, /streamfn_broker_connected\{broker="mqtt",url="mqtt:\/\/127.0.0.1:\d+"\} 1/);
   });
 
+  it("the dashboard's feed carries each source and its page has a place for them", async () => {
+    const ctrl = new AbortController();
+    const res = await fetch(`${srv.url}/v1/dashboard/feed`, { signal: ctrl.signal });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    let text = "";
+    try {
+      while (!/event: tick\ndata: .*\n\n/.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+    } finally {
+      ctrl.abort();
+    }
+    const tick = JSON.parse(/event: tick\ndata: (.*)\n\n/.exec(text)![1]!) as { sources: { function: string; topic: string; connected: boolean; messagesIn: number; streamsOpened: number }[] };
+    const burst = tick.sources.find((x) => x.function === "burst")!;
+    assert.equal(burst.topic, "sensors/+/burst");
+    assert.equal(burst.connected, true);
+    assert.ok(burst.messagesIn > 0 && burst.streamsOpened > 0);
+    assert.match(await getText(`${srv.url}/`), /id="sources-panel"/);
+  });
+
   it("outputs of a source's stream are also readable over SSE by stream id", async () => {
     await client.publish("sensors/sse1/burst", { value: 4 });
     const res = await fetch(`${srv.url}/v1/functions/burst/streams/sse1/outputs?from=0`);

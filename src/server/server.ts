@@ -165,6 +165,7 @@ export class StreamfnServer {
       totals: () => this.metrics.totals(),
       recent: this.#recent,
       watching: () => this.registry.watching,
+      sources: () => this.connectors.status().sources,
     });
     // While shutting down, a load balancer should send new streams elsewhere.
     this.gateway.route("GET", "/healthz", (_req, res) =>
