@@ -34,7 +34,10 @@ const kUsage = `usage: npm run bench -- [options]
   --concurrency N       stream slots per instance of the flow scenarios' function (default: the function's own, 64)
   --no-reference        skip the inline ws reference server (run by default after each flow)
   --profile             run the server under --cpu-prof and print its hottest functions
-  --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)`;
+  --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)
+  --connectors          instead: messages/s from MQTT topics and NATS subjects into a handler and back
+                        out, against the WebSocket path, on one server (own mosquitto and nats-server);
+                        3 runs by default, --streams (default 20), --events (default 500), --window (default 256)`;
 
 const { values: args } = parseArgs({
   options: {
@@ -55,12 +58,28 @@ const { values: args } = parseArgs({
     write: { type: "boolean" },
     "no-write": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
+    connectors: { type: "boolean", default: false },
   },
   strict: true,
 });
 
 if (args.help) {
   console.log(kUsage);
+  process.exit(0);
+}
+
+if (args.connectors) {
+  const { runConnectorBench } = await import("./connectors.js");
+  await runConnectorBench(
+    {
+      runs: int("runs", 3),
+      streams: int("streams", 20),
+      events: int("events", 500),
+      window: int("window", 256),
+      write: args.write ?? !args["no-write"],
+    },
+    log,
+  );
   process.exit(0);
 }
 
