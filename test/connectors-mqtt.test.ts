@@ -81,6 +81,18 @@ export default defineStreamFunction({
 });
 `;
 
+/** Its output topic is under its own source filter: it must not feed itself. */
+const kLoopy = `
+import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  idleTimeoutMs: 300,
+  sources: [{ mqtt: "loop/+", output: { topic: "loop/{key}-out" } }],
+  async *handler(events) {
+    for await (const e of events) yield e;
+  },
+});
+`;
+
 const kSources = {
   order: [{ mqtt: "fleet/+/reading", output: { topic: "fleet-out/{streamId}" } }],
   slow: [{ mqtt: "slow/+/in", output: { topic: "slow-out/{streamId}" } }],
@@ -94,7 +106,7 @@ describe("MQTT sources", { skip: kSkipWithoutMosquitto }, () => {
   before(async () => {
     broker = await TestMosquitto.start();
     srv = await startTestServer(
-      { "burst.ts": kBurst, "order.ts": kOrder, "slow.ts": kSlow, "bytes.ts": kBytes },
+      { "burst.ts": kBurst, "order.ts": kOrder, "slow.ts": kSlow, "bytes.ts": kBytes, "loopy.ts": kLoopy },
       { connectors: { mqtt: broker.url, sources: kSources } },
     );
     client = await TestMqttClient.connect(broker.url);
@@ -179,6 +191,15 @@ describe("MQTT sources", { skip: kSkipWithoutMosquitto }, () => {
     assert.equal(source("burst").parseFailures, before + 1);
     const line = srv.logs.find((l) => l.msg === "payload is not JSON; skipped" && l.topic === "sensors/b1/burst");
     assert.ok(line, "a log line naming the topic");
+  });
+
+  it("an output topic under the source's own filter does not feed the function back", async () => {
+    await client.publish("loop/a", { v: 1 });
+    const out = await eventually(() => client.outputs("loop/a-out")[0], 10_000, "the output");
+    assert.deepEqual(out.value, { v: 1 });
+    await eventually(() => srv.server.table.ended("loopy", "a"), 10_000, "the stream to end idle");
+    assert.equal(srv.server.table.get("loopy", "a-out") ?? srv.server.table.ended("loopy", "a-out"), undefined);
+    assert.equal(source("loopy").messagesIn, 1);
   });
 
   it("binary payloads reach the handler as Uint8Array", async () => {

@@ -24,6 +24,13 @@ export interface MqttLinkOptions {
 /** QoS 1 messages the broker may have in flight to us before it waits for our acknowledgements. */
 const kReceiveMaximum = 64;
 
+/**
+ * MQTT 5 subscription options: `rh: 2`, no retained messages on subscribe (a device's last
+ * retained reading would otherwise open a stale stream on every start); `nl`, not our own
+ * publishes (an output topic under a source's filter must not feed the function back).
+ */
+const kSubscribeOptions = (qos: 0 | 1) => ({ qos, rh: 2, nl: true });
+
 /** MQTT 5 CONNACK reason codes that mean the credentials were refused. */
 const kAuthReasons = new Set([0x86, 0x87, 0x8c]);
 
@@ -136,7 +143,7 @@ export class MqttLink implements BrokerLink {
     this.#resubscribing = true;
     const filters = [...new Set([...this.#subs.values()].map((s) => s.filter))];
     try {
-      for (const f of filters) await this.#client.subscribeAsync(f, { qos: this.#qos.get(f) ?? 1 });
+      for (const f of filters) await this.#client.subscribeAsync(f, kSubscribeOptions(this.#qos.get(f) ?? 1));
     } catch (err) {
       this.#logger.error({ broker: this.url, err: (err as Error).message }, "MQTT resubscribe failed");
     } finally {
@@ -171,7 +178,7 @@ export class MqttLink implements BrokerLink {
     this.#subs.set(id, { filter, handler });
     this.#qos.set(filter, Math.max(qos, this.#qos.get(filter) ?? 0) as 0 | 1);
     try {
-      const granted = await this.#client.subscribeAsync(filter, { qos });
+      const granted = await this.#client.subscribeAsync(filter, kSubscribeOptions(qos));
       const g = granted[0];
       if (g && g.qos >= 0x80) throw new Error(`the broker refused the subscription (reason code ${g.qos})`);
     } catch (err) {

@@ -214,11 +214,10 @@ export class SourceBinding {
       this.counters.paused++;
       return new Promise<void>((r) => e.waiters.push(r)).then(() => this.#afterOpen(e, data, seq, binary, bytes, topic));
     }
-    this.#push(e, data, seq, binary, bytes, topic);
-    return undefined;
+    return this.#push(e, data, seq, binary, bytes, topic);
   }
 
-  #push(e: Entry, data: unknown, seq: number | undefined, binary: boolean, bytes: number, topic: string): void {
+  #push(e: Entry, data: unknown, seq: number | undefined, binary: boolean, bytes: number, topic: string): Promise<void> | undefined {
     const h = e.handle!;
     if (seq !== undefined && seq > h.lastSeq + 1 && h.events > 0) this.counters.gaps += seq - h.lastSeq - 1;
     let value = data;
@@ -233,14 +232,15 @@ export class SourceBinding {
     } catch (err) {
       const code = err instanceof StreamfnError ? err.code : "INTERNAL";
       if ((code === "STREAM_INPUT_ENDED" || code === "STREAM_ENDED") && this.#live.get(e.key) === e) {
+        // The stream's input ended between our check and the push: the message opens the key's next stream.
         this.#live.delete(e.key);
         this.#wake(e);
-        void this.#deliver(e.key, data, seq, binary, bytes, topic);
-        return;
+        return this.#deliver(e.key, data, seq, binary, bytes, topic);
       }
       this.counters.dropped++;
       this.#logLimited(code, { topic, streamId: h.streamId, code, err: (err as Error).message }, "message refused by the stream; dropped");
     }
+    return undefined;
   }
 
   /** Opens the key's stream; a promise while the table has no slot (the source waits) or answers asynchronously. */
