@@ -25,6 +25,17 @@ export interface SourceCounters {
   outputs: number;
 }
 
+/** One message as an event, on its way to its stream. */
+interface Ev {
+  data: unknown;
+  /** For JSON: the envelope text `{"data":<payload>}` handed to the instance in place of `data`. */
+  text: string | undefined;
+  seq: number | undefined;
+  binary: boolean;
+  bytes: number;
+  topic: string;
+}
+
 /** A stream the source opened and still feeds. */
 interface Entry {
   key: string;
@@ -132,11 +143,13 @@ export class SourceBinding {
     this.counters.messagesIn++;
     const binary = this.source.payload === "binary";
     let data: unknown;
+    let text: string | undefined;
     if (binary) {
       data = msg.payload;
     } else {
       try {
-        data = msg.payload.length === 0 && isEndTopic ? null : JSON.parse(this.#decoder.decode(msg.payload));
+        text = msg.payload.length === 0 && isEndTopic ? "null" : this.#decoder.decode(msg.payload);
+        data = JSON.parse(text);
       } catch (err) {
         this.counters.parseFailures++;
         this.#logLimited("parse", { topic: msg.topic, bytes: msg.payload.length, err: (err as Error).message }, "payload is not JSON; skipped");
@@ -162,7 +175,9 @@ export class SourceBinding {
       const s = data[this.source.seqField ?? "seq"];
       if (typeof s === "number" && Number.isSafeInteger(s) && s > 0) seq = s;
     }
-    return this.#deliver(key, data, seq, binary, msg.payload.length, msg.topic);
+    // The text goes to the instance as an envelope (a string is cheap to hand over; the parsed value is not), as the WebSocket path does.
+    const event: Ev = { data, text: text === undefined ? undefined : `{"data":${text}}`, seq, binary, bytes: msg.payload.length, topic: msg.topic };
+    return this.#deliver(key, event);
   }
 
   #keyOf(topic: string, data: unknown): string | undefined {
@@ -175,7 +190,7 @@ export class SourceBinding {
     return undefined;
   }
 
-  #deliver(key: string, data: unknown, seq: number | undefined, binary: boolean, bytes: number, topic: string): Promise<void> | undefined {
+  #deliver(key: string, ev: Ev): Promise<void> | undefined {
     let e = this.#live.get(key);
     // A stream whose input ended (max events, an end marker) takes no more: the next message opens the key's next stream.
     if (e?.handle && (e.handle.inputEnd !== undefined || e.handle.state === "done")) {
@@ -187,17 +202,17 @@ export class SourceBinding {
       e = { key, handle: undefined, paused: false, waiters: [] };
       this.#live.set(key, e);
       const opening = this.#open(e);
-      if (opening) return opening.then(() => this.#afterOpen(e!, data, seq, binary, bytes, topic));
+      if (opening) return opening.then(() => this.#afterOpen(e!, ev));
     }
     if (!e.handle) {
       // Still opening (cluster tables answer asynchronously): wait behind it.
       const entry = e;
-      return new Promise<void>((r) => entry.waiters.push(r)).then(() => this.#afterOpen(entry, data, seq, binary, bytes, topic));
+      return new Promise<void>((r) => entry.waiters.push(r)).then(() => this.#afterOpen(entry, ev));
     }
-    return this.#afterOpen(e, data, seq, binary, bytes, topic);
+    return this.#afterOpen(e, ev);
   }
 
-  #afterOpen(e: Entry, data: unknown, seq: number | undefined, binary: boolean, bytes: number, topic: string): Promise<void> | undefined {
+  #afterOpen(e: Entry, ev: Ev): Promise<void> | undefined {
     if (!e.handle || this.#live.get(e.key) !== e) {
       // The open failed (counted and logged) or the stream ended while this message waited:
       // a stream that had events ended its burst, so the message opens the next one; one that
@@ -208,26 +223,27 @@ export class SourceBinding {
         this.#logLimited("failed-open", { streamId: e.handle.streamId, err: e.handle.end?.error?.message }, "the stream failed at its start; message dropped");
         return undefined;
       }
-      return this.#deliver(e.key, data, seq, binary, bytes, topic);
+      return this.#deliver(e.key, ev);
     }
     if (e.paused && !this.#closed) {
       this.counters.paused++;
-      return new Promise<void>((r) => e.waiters.push(r)).then(() => this.#afterOpen(e, data, seq, binary, bytes, topic));
+      return new Promise<void>((r) => e.waiters.push(r)).then(() => this.#afterOpen(e, ev));
     }
-    return this.#push(e, data, seq, binary, bytes, topic);
+    return this.#push(e, ev);
   }
 
-  #push(e: Entry, data: unknown, seq: number | undefined, binary: boolean, bytes: number, topic: string): Promise<void> | undefined {
+  #push(e: Entry, ev: Ev): Promise<void> | undefined {
     const h = e.handle!;
+    const { seq, topic } = ev;
     if (seq !== undefined && seq > h.lastSeq + 1 && h.events > 0) this.counters.gaps += seq - h.lastSeq - 1;
-    let value = data;
-    if (binary) {
+    let value = ev.data;
+    if (ev.binary) {
       // The table may transfer the buffer to the instance: a copy of exactly the payload's bytes.
-      const b = data as Uint8Array;
+      const b = ev.data as Uint8Array;
       value = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
     }
     try {
-      const r = this.#table.push(h, value, seq, binary, bytes);
+      const r = this.#table.push(h, value, seq, ev.binary, ev.bytes, ev.text);
       if (!r.accepted) this.counters.duplicates++;
     } catch (err) {
       const code = err instanceof StreamfnError ? err.code : "INTERNAL";
@@ -235,7 +251,7 @@ export class SourceBinding {
         // The stream's input ended between our check and the push: the message opens the key's next stream.
         this.#live.delete(e.key);
         this.#wake(e);
-        return this.#deliver(e.key, data, seq, binary, bytes, topic);
+        return this.#deliver(e.key, ev);
       }
       this.counters.dropped++;
       this.#logLimited(code, { topic, streamId: h.streamId, code, err: (err as Error).message }, "message refused by the stream; dropped");
