@@ -96,3 +96,24 @@ describe("sources in the config file and flags", () => {
     }
   });
 });
+
+describe("a function with sources on a server without brokers", () => {
+  it("serves as usual and shows its source as not bound, naming the missing flag", async () => {
+    const { startTestServer } = await import("./helpers/server.js");
+    const srv = await startTestServer({
+      "s.ts": `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({ sources: [{ mqtt: "a/+/b" }], async *handler(events) { for await (const e of events) yield e; } });`,
+    });
+    try {
+      const res = await fetch(`${srv.url}/v1/status`);
+      const status = (await res.json()) as { connectors: { brokers: unknown[]; sources: { function: string; connected: boolean; error: string | null }[] } };
+      assert.deepEqual(status.connectors.brokers, []);
+      assert.deepEqual(
+        status.connectors.sources.map((s) => [s.function, s.connected, s.error]),
+        [["s", false, "not bound: no MQTT broker (--mqtt) given to the server"]],
+      );
+    } finally {
+      await srv.close();
+    }
+  });
+});

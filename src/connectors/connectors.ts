@@ -115,6 +115,9 @@ export class Connectors {
       throw err;
     }
     await this.sync();
+    // Without a broker nothing is subscribed: status() refreshes the list of (unbound) sources
+    // when asked, and an idle server keeps no timer for it.
+    if (!this.enabled) return;
     this.#timer = setInterval(() => void this.sync(), kSyncMs);
     this.#timer.unref();
   }
@@ -148,12 +151,16 @@ export class Connectors {
       const link = sourceBroker(w.source) === "mqtt" ? this.#mqtt : this.#nats;
       const binding = new SourceBinding(this.#table, w.fn, w.source, link, this.#logger);
       this.#bindings.set(key, { binding, from: w.from });
-      await binding.start();
+      // Without its broker, start() only records why it is not bound: no await, so a sync
+      // without brokers completes synchronously (see status()).
+      const started = binding.start();
+      if (link) await started;
       if (binding.subscribed) this.#logger.info({ fn: w.fn, broker: link!.url, source: binding.topic }, "source bound");
     }
   }
 
   status(): ConnectorsStatus {
+    if (!this.enabled && !this.#closed) void this.#sync();
     return {
       brokers: this.#links.map((l) => l.status()),
       sources: [...this.#bindings.values()].map(({ binding: b, from }) => ({
