@@ -44,6 +44,8 @@ export interface ConnectorBenchOptions {
   /** Messages in flight from the publisher (MQTT QoS 1 publishes awaiting PUBACK; NATS between flushes). */
   window: number;
   write: boolean;
+  /** Run the server under --cpu-prof, profiles into this directory. */
+  profileDir?: string;
 }
 
 interface PathFigures {
@@ -130,7 +132,8 @@ export async function runConnectorBench(o: ConnectorBenchOptions, log: (line: st
     const fnDir = join(dir, "functions");
     await (await import("node:fs/promises")).mkdir(fnDir);
     await writeFile(join(fnDir, "relay.ts"), kFunction);
-    const server = spawn(process.execPath, [kMain, "serve", fnDir, "--port", "0", "--no-watch", "--mqtt", `mqtt://127.0.0.1:${mqttPort}`, "--nats", `nats://127.0.0.1:${natsPort}`], {
+    const nodeFlags = o.profileDir ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${o.profileDir}`] : [];
+    const server = spawn(process.execPath, [...nodeFlags, kMain, "serve", fnDir, "--port", "0", "--no-watch", "--mqtt", `mqtt://127.0.0.1:${mqttPort}`, "--nats", `nats://127.0.0.1:${natsPort}`], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     children.push(server);

@@ -1,6 +1,6 @@
 // `npm run bench`: the platform's hot path, measured end to end against an in-process floor.
 // See docs/benchmarks.md for what each figure means; `npm run bench -- --help` for flags.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -77,6 +77,7 @@ if (args.connectors) {
       events: int("events", 500),
       window: int("window", 256),
       write: args.write ?? !args["no-write"],
+      profileDir: profileDirFor(args.profile),
     },
     log,
   );
@@ -428,6 +429,12 @@ async function machineNote(loadBefore: number[]): Promise<string> {
     `${os.type()} ${os.release()}, Node ${process.version}, commit ${commit}; ` +
     `load average (1 min) ${loadBefore[0]!.toFixed(2)} before, ${loadAfter[0]!.toFixed(2)} after`
   );
+}
+
+/** With --profile: a fresh directory the server's --cpu-prof writes into. */
+function profileDirFor(on: boolean): string | undefined {
+  if (!on) return undefined;
+  return mkdtempSync(join(tmpdir(), "streamfn-bench-prof-"));
 }
 
 function log(line: string): void {
