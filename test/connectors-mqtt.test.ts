@@ -181,6 +181,25 @@ describe("MQTT sources", { skip: kSkipWithoutMosquitto }, () => {
     assert.ok(source("burst").duplicates >= 2);
   });
 
+  it("messages missing by seq (lost on the way) are counted as gaps; the stream takes what came", async () => {
+    const before = source("burst").gaps;
+    for (const seq of [1, 2, 5, 6, 9]) await client.publish("sensors/g1/burst", { value: seq, seq });
+    const summary = await eventually(() => client.outputs("alerts/g1").find((o) => (o.value as { summary?: boolean }).summary), 10_000, "g1 summary");
+    assert.deepEqual(summary.value, { summary: true, count: 5, sum: 23, endReason: "idle", streamId: "g1" });
+    assert.equal(source("burst").gaps - before, 4);
+  });
+
+  it("a message whose id is not a valid stream id is dropped and counted; the source goes on", async () => {
+    const before = source("burst").dropped;
+    await client.publish("sensors/bad id!/burst", { value: 1 });
+    await client.publish(`sensors/${"x".repeat(200)}/burst`, { value: 1 });
+    await client.publish("sensors/v1/burst", { value: 3 });
+    const summary = await eventually(() => client.outputs("alerts/v1").find((o) => (o.value as { summary?: boolean }).summary), 10_000, "v1 summary");
+    assert.deepEqual(summary.value, { summary: true, count: 1, sum: 3, endReason: "idle", streamId: "v1" });
+    assert.equal(source("burst").dropped - before, 2);
+    assert.ok(srv.logs.some((l) => l.msg === "cannot open a stream for the message; dropped" && l.code === "INVALID_STREAM_ID"));
+  });
+
   it("a payload that does not parse is counted and logged with its topic, and the stream goes on", async () => {
     const before = source("burst").parseFailures;
     await client.publish("sensors/b1/burst", { value: 7 });

@@ -203,6 +203,11 @@ export class SourceBinding {
       this.#live.set(key, e);
       const opening = this.#open(e);
       if (opening) return opening.then(() => this.#afterOpen(e!, ev));
+      // Refused at once (an invalid id, the function gone): counted and logged; the source goes on.
+      if (!e.handle) {
+        this.counters.dropped++;
+        return undefined;
+      }
     }
     if (!e.handle) {
       // Still opening (cluster tables answer asynchronously): wait behind it.
@@ -217,7 +222,10 @@ export class SourceBinding {
       // The open failed (counted and logged) or the stream ended while this message waited:
       // a stream that had events ended its burst, so the message opens the next one; one that
       // failed before taking any (its instance did not start) is not retried in a loop.
-      if (!e.handle) return undefined;
+      if (!e.handle) {
+        this.counters.dropped++;
+        return undefined;
+      }
       if (e.handle.events === 0) {
         this.counters.dropped++;
         this.#logLimited("failed-open", { streamId: e.handle.streamId, err: e.handle.end?.error?.message }, "the stream failed at its start; message dropped");
@@ -301,7 +309,7 @@ export class SourceBinding {
       this.#logLimited("capacity", { key: e.key, retryAfterMs: wait }, "no capacity for a new stream; the source waits");
       return new Promise<void>((r) => setTimeout(r, wait)).then(() => this.#open(e));
     }
-    this.counters.dropped++;
+    // The message (and any waiting behind its open) is counted as dropped by its caller.
     this.#live.delete(e.key);
     this.#wake(e);
     this.#logLimited(`open:${code}`, { key: e.key, code, err: (err as Error).message }, "cannot open a stream for the message; dropped");
