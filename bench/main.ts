@@ -1,6 +1,6 @@
 // `npm run bench`: the platform's hot path, measured end to end against an in-process floor.
 // See docs/benchmarks.md for what each figure means; `npm run bench -- --help` for flags.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,7 +34,10 @@ const kUsage = `usage: npm run bench -- [options]
   --concurrency N       stream slots per instance of the flow scenarios' function (default: the function's own, 64)
   --no-reference        skip the inline ws reference server (run by default after each flow)
   --profile             run the server under --cpu-prof and print its hottest functions
-  --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)`;
+  --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)
+  --connectors          instead: messages/s from MQTT topics and NATS subjects into a handler and back
+                        out, against the WebSocket path, on one server (own mosquitto and nats-server);
+                        3 runs by default, --streams (default 20), --events (default 500), --window (default 256)`;
 
 const { values: args } = parseArgs({
   options: {
@@ -55,12 +58,29 @@ const { values: args } = parseArgs({
     write: { type: "boolean" },
     "no-write": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
+    connectors: { type: "boolean", default: false },
   },
   strict: true,
 });
 
 if (args.help) {
   console.log(kUsage);
+  process.exit(0);
+}
+
+if (args.connectors) {
+  const { runConnectorBench } = await import("./connectors.js");
+  await runConnectorBench(
+    {
+      runs: int("runs", 3),
+      streams: int("streams", 20),
+      events: int("events", 500),
+      window: int("window", 256),
+      write: args.write ?? !args["no-write"],
+      profileDir: profileDirFor(args.profile),
+    },
+    log,
+  );
   process.exit(0);
 }
 
@@ -409,6 +429,12 @@ async function machineNote(loadBefore: number[]): Promise<string> {
     `${os.type()} ${os.release()}, Node ${process.version}, commit ${commit}; ` +
     `load average (1 min) ${loadBefore[0]!.toFixed(2)} before, ${loadAfter[0]!.toFixed(2)} after`
   );
+}
+
+/** With --profile: a fresh directory the server's --cpu-prof writes into. */
+function profileDirFor(on: boolean): string | undefined {
+  if (!on) return undefined;
+  return mkdtempSync(join(tmpdir(), "streamfn-bench-prof-"));
 }
 
 function log(line: string): void {

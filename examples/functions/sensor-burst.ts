@@ -9,6 +9,11 @@ import { defineStreamFunction } from "streamfn";
 //
 // Events: an optional header first, `{"device":"pump-7","zThreshold":4,"warmup":10,"quiet":3}`
 // (any event without a `value`), then readings `{"t": <ms>, "value": <number>}`.
+//
+// Fed from MQTT (`streamfn serve examples/functions --mqtt mqtt://127.0.0.1:1883`, or
+// `npm run demo:mqtt`): every message on `sensors/<device>/readings` is an event of that
+// device's burst, a message on `sensors/<device>/end` ends it, and each output is published to
+// `alerts/<device>` (docs/connectors.md).
 
 interface Settings {
   /** |z| at or above this is anomalous. */
@@ -75,6 +80,7 @@ export default defineStreamFunction<unknown, unknown>({
   idleTimeoutMs: 2_000, // a device that goes quiet for 2 s has finished its burst
   maxDurationMs: 60_000,
   maxEvents: 10_000,
+  sources: [{ mqtt: "sensors/+/readings", end: { topic: "sensors/+/end" }, output: { topic: "alerts/{key}" } }],
   async *handler(events, ctx) {
     const settings = { ...kDefaults };
     let device: string | null = null;

@@ -1,5 +1,6 @@
 import { StreamfnError } from "./errors.js";
 import { validateOptions } from "./options.js";
+import { validateSources } from "./sources.js";
 import { kStreamFunction } from "./types.js";
 import type { StreamFunction, StreamFunctionDefinition } from "./types.js";
 
@@ -14,7 +15,8 @@ export function defineStreamFunction<In = unknown, Out = unknown>(
     throw new StreamfnError("INVALID_FUNCTION", "defineStreamFunction needs an object with a handler function");
   }
   const options = validateOptions(definition, "defineStreamFunction");
-  return Object.freeze({ [kStreamFunction]: true as const, handler: definition.handler, options });
+  const sources = Object.freeze(validateSources(definition.sources, "defineStreamFunction"));
+  return Object.freeze({ [kStreamFunction]: true as const, handler: definition.handler, options, sources });
 }
 
 export function isStreamFunction(value: unknown): value is StreamFunction {

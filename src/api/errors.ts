@@ -66,6 +66,10 @@ export const ErrorCodes = {
   CLUSTER_ERROR: { status: 503, retryable: true },
   STREAM_FENCED: { status: 409, retryable: false },
   STREAM_NOT_REPLAYABLE: { status: 409, retryable: false },
+  // connectors (MQTT / NATS sources, see docs/connectors.md): a broker that cannot be reached
+  // at start, or that refused the credentials
+  BROKER_UNREACHABLE: { status: 503, retryable: true },
+  BROKER_AUTH_FAILED: { status: 503, retryable: false },
   INTERNAL: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 

@@ -4,6 +4,7 @@ export { runStream } from "./run-stream.js";
 export type { RunStreamOptions } from "./run-stream.js";
 export { StreamfnError, ErrorCodes } from "./errors.js";
 export type { ErrorCode, ErrorRecord } from "./errors.js";
+export type { StreamSource } from "./sources.js";
 export type { StreamLogEntry } from "../router/stream-log.js";
 export type {
   EndReason,

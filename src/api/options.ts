@@ -54,7 +54,8 @@ export function validateOptions(input: unknown, where: string): StreamFunctionOp
   }
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(input)) {
-    if (key === "handler") continue;
+    // Not options: the handler, and the sources (checked by validateSources).
+    if (key === "handler" || key === "sources") continue;
     if (!Object.hasOwn(kDefaultOptions, key)) {
       throw new StreamfnError(
         "INVALID_OPTIONS",

@@ -1,3 +1,5 @@
+import type { StreamSource } from "./sources.js";
+
 /** Why a stream's input ended. `disconnect` is a producer connection lost without an end. */
 export type EndReason = "end" | "idle" | "max-duration" | "max-events" | "disconnect" | "shutdown";
 
@@ -87,6 +89,11 @@ export type StreamHandler<In = unknown, Out = unknown> =
 
 export interface StreamFunctionDefinition<In = unknown, Out = unknown> extends StreamFunctionOptions {
   handler: StreamHandler<In, Out>;
+  /**
+   * Broker topics or subjects whose messages are this function's events (see docs/connectors.md).
+   * The server's configuration (`sources` in its config file) replaces them per function.
+   */
+  sources?: StreamSource[];
 }
 
 export const kStreamFunction = Symbol.for("streamfn.function");
@@ -95,4 +102,5 @@ export interface StreamFunction<In = unknown, Out = unknown> {
   readonly [kStreamFunction]: true;
   readonly handler: StreamHandler<In, Out>;
   readonly options: StreamFunctionOptions;
+  readonly sources: readonly StreamSource[];
 }

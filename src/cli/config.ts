@@ -7,6 +7,8 @@ import { validateLimits } from "../auth/rate-limits.js";
 import type { RateLimits } from "../auth/rate-limits.js";
 import { validateOptions } from "../api/options.js";
 import type { StreamFunctionOptions } from "../api/types.js";
+import { validateSources } from "../api/sources.js";
+import type { StreamSource } from "../api/sources.js";
 
 /** The config file: server settings, defaults for every function, and per-function overrides. */
 export interface ConfigFile {
@@ -23,6 +25,12 @@ export interface ConfigFile {
   limits?: RateLimits;
   defaults?: StreamFunctionOptions;
   functions?: Record<string, StreamFunctionOptions>;
+  /** The MQTT broker for sources (as --mqtt). */
+  mqtt?: string;
+  /** The NATS server for sources (as --nats). */
+  nats?: string;
+  /** Per function, broker sources that replace the function's own (see docs/connectors.md). */
+  sources?: Record<string, StreamSource[]>;
 }
 
 export function readConfigFile(path: string): ConfigFile {
@@ -36,7 +44,7 @@ export function readConfigFile(path: string): ConfigFile {
     throw new StreamfnError("INVALID_OPTIONS", `config ${path} must be a JSON object`);
   }
   const cfg = raw as Record<string, unknown>;
-  const known = new Set(["port", "host", "token", "auth", "insecure", "limits", "graceMs", "defaults", "functions"]);
+  const known = new Set(["port", "host", "token", "auth", "insecure", "limits", "graceMs", "defaults", "functions", "mqtt", "nats", "sources"]);
   for (const key of Object.keys(cfg)) {
     if (!known.has(key)) throw new StreamfnError("INVALID_OPTIONS", `config ${path}: unknown key "${key}" (known: ${[...known].join(", ")})`);
   }
@@ -44,7 +52,7 @@ export function readConfigFile(path: string): ConfigFile {
   // Checked here, so a typo fails with its name instead of a NaN port or an ignored token.
   if (cfg.port !== undefined) out.port = parsePort(cfg.port, `config ${path}: port`);
   if (cfg.graceMs !== undefined) out.graceMs = parseMs(cfg.graceMs, `config ${path}: graceMs`);
-  for (const key of ["host", "token"] as const) {
+  for (const key of ["host", "token", "mqtt", "nats"] as const) {
     const v = cfg[key];
     if (v === undefined) continue;
     if (typeof v !== "string" || v === "") {
@@ -71,6 +79,13 @@ export function readConfigFile(path: string): ConfigFile {
     for (const [name, o] of Object.entries(cfg.functions)) {
       out.functions[name] = validateOptions(o, `config ${path}: functions.${name}`);
     }
+  }
+  if (cfg.sources !== undefined) {
+    if (typeof cfg.sources !== "object" || cfg.sources === null || Array.isArray(cfg.sources)) {
+      throw new StreamfnError("INVALID_OPTIONS", `config ${path}: "sources" must map function names to lists of sources`);
+    }
+    out.sources = {};
+    for (const [name, list] of Object.entries(cfg.sources)) out.sources[name] = validateSources(list, `config ${path}: sources.${name}`);
   }
   return out;
 }

@@ -31,6 +31,13 @@ export function dashboardPage(assetPrefix: string): string {
 </section>
 <main id="app" hidden>
   <section id="functions"></section>
+  <section id="sources-panel" class="card" hidden>
+    <div class="row-head"><h2>Sources</h2><span id="sources-count" class="muted"></span></div>
+    <table id="sources">
+      <thead><tr><th>function</th><th>broker</th><th>topic</th><th>state</th><th class="num">messages in</th><th class="num">parse failures</th><th class="num">streams opened</th><th class="num">duplicates</th><th class="num">dropped</th><th class="num">outputs</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
   <div id="lower">
     <section id="streams-panel" class="card">
       <div class="row-head">
@@ -244,7 +251,21 @@ function render(tick) {
   if (!tick.functions.length) $("#functions").innerHTML = '<p class="muted">No functions deployed.</p>';
   renderFilters(tick);
   renderStreams(tick);
+  renderSources(tick);
   if (state.selected) refreshDetail(tick);
+}
+
+// ---- broker sources (MQTT topics, NATS subjects) ----
+function renderSources(tick) {
+  const list = tick.sources || [];
+  $("#sources-panel").hidden = list.length === 0;
+  $("#sources tbody").innerHTML = list.map((s) => {
+    const st = s.connected ? '<td class="state state-running">connected</td>' : '<td class="state state-failed" title="' + esc(s.error || "") + '">' + (s.error ? "not bound" : "disconnected") + "</td>";
+    return '<tr data-fn="' + esc(s.function) + '" data-topic="' + esc(s.topic) + '"><td>' + esc(s.function) + "</td><td>" + esc(s.broker) + "</td><td><code>" + esc(s.topic) + "</code></td>" + st +
+      '<td class="num in">' + s.messagesIn + '</td><td class="num parse">' + s.parseFailures + '</td><td class="num opened">' + s.streamsOpened + '</td><td class="num">' + s.duplicates +
+      '</td><td class="num">' + s.dropped + '</td><td class="num">' + s.outputs + "</td></tr>";
+  }).join("");
+  $("#sources-count").textContent = list.length ? plural(list.length, "source") : "";
 }
 
 // ---- one card per function ----

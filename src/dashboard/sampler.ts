@@ -1,3 +1,4 @@
+import type { SourceStatus } from "../connectors/connectors.js";
 import type { FunctionPool } from "../instances/pool.js";
 import { kLatencyBoundsMs, kStreamDurationBoundsMs } from "../metrics/metrics.js";
 import type { FunctionTotals } from "../metrics/metrics.js";
@@ -13,6 +14,8 @@ export interface SamplerSource {
   totals(): Map<string, FunctionTotals>;
   recent: RecentStreams;
   watching(): boolean;
+  /** The broker sources bound to functions (connectors), when the server has any. */
+  sources?(): SourceStatus[];
 }
 
 /** One second of one function. Rates are per second over the interval since the sample before. */
@@ -62,6 +65,8 @@ export interface Tick {
   /** Live streams first (newest opened first), then ended ones (newest ended first). */
   streams: StreamRow[];
   liveTotal: number;
+  /** Each broker source: connected or not, messages in, parse failures, streams opened. */
+  sources: SourceStatus[];
 }
 
 export interface SamplerOptions {
@@ -235,6 +240,7 @@ export class DashboardSampler {
       samples,
       streams: [...live, ...this.#source.recent.newest(this.maxRows)],
       liveTotal,
+      sources: this.#source.sources?.() ?? [],
     };
     this.cost.ticks++;
     this.cost.totalMs += performance.now() - started;

@@ -1,5 +1,7 @@
 import { StreamfnError } from "../api/errors.js";
 import { validateOptions } from "../api/options.js";
+import { validateSources } from "../api/sources.js";
+import type { StreamSource } from "../api/sources.js";
 import type { SandboxKind, StreamFunctionOptions } from "../api/types.js";
 import { createSandbox } from "../instances/create-sandbox.js";
 
@@ -13,9 +15,9 @@ export function probeFunction(
   bundlePath: string,
   name: string,
   kind: SandboxKind = "thread",
-): Promise<StreamFunctionOptions> {
+): Promise<{ options: StreamFunctionOptions; sources: StreamSource[] }> {
   const sandbox = createSandbox(kind, { bundlePath, functionName: name, memoryMb: 256 });
-  return new Promise<StreamFunctionOptions>((resolve, reject) => {
+  return new Promise<{ options: StreamFunctionOptions; sources: StreamSource[] }>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: loading did not finish within ${kProbeTimeoutMs} ms`));
     }, kProbeTimeoutMs);
@@ -24,7 +26,7 @@ export function probeFunction(
         if (op.k !== "ready") continue;
         clearTimeout(timer);
         try {
-          resolve(validateOptions(op.options, name));
+          resolve({ options: validateOptions(op.options, name), sources: validateSources(op.sources, name) });
         } catch (err) {
           reject(err);
         }

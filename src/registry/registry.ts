@@ -4,6 +4,7 @@ import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
 import type { StreamFunctionOptions } from "../api/types.js";
+import type { StreamSource } from "../api/sources.js";
 import { FunctionPool } from "../instances/pool.js";
 import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
@@ -44,6 +45,8 @@ export interface DeployedFunction {
   current: FunctionPool | undefined;
   /** Older versions still finishing their streams. */
   retiring: Set<FunctionPool>;
+  /** The current version's own `sources` (broker topics bound to it); the server's configuration may replace them. */
+  sources: readonly StreamSource[];
 }
 
 /** What a watched directory did to the served functions. */
@@ -592,7 +595,7 @@ export class Registry implements FunctionCatalog {
     }
     // Code the operator marked for process isolation is not loaded into a thread even to be checked.
     const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
-    const own = await probeFunction(bundle.path, name, probeKind);
+    const { options: own, sources } = await probeFunction(bundle.path, name, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
     try {
@@ -607,9 +610,10 @@ export class Registry implements FunctionCatalog {
       throw new StreamfnError("SHUTTING_DOWN", `not deploying ${name}: the registry closed while it loaded`);
     }
     // Looked up again: the function may have been removed while this version loaded.
-    const fn: DeployedFunction = this.#functions.get(name) ?? { name, file, source, current: undefined, retiring: new Set() };
+    const fn: DeployedFunction = this.#functions.get(name) ?? { name, file, source, current: undefined, retiring: new Set(), sources: [] };
     const old = fn.current;
     fn.current = pool;
+    fn.sources = sources;
     fn.file = file;
     fn.source = source;
     this.#functions.set(name, fn);

@@ -1,3 +1,4 @@
+import type { StreamSource } from "../api/sources.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { EndReason, StreamFunctionOptions } from "../api/types.js";
 import type { LogLevel } from "../router/stream-log.js";
@@ -22,7 +23,7 @@ export type ToSandbox =
 
 /** Sandbox → router. */
 export type FromSandbox =
-  | { k: "ready"; options: StreamFunctionOptions }
+  | { k: "ready"; options: StreamFunctionOptions; sources?: StreamSource[] }
   /**
    * An output: its JSON text, or a Uint8Array for a binary output. Serialized here, in the
    * sandbox, so the router's thread neither clones an object graph nor stringifies it.

@@ -65,7 +65,7 @@ try {
   // The thread's error event carries it to the pool, which reports the load failure.
   throw err;
 }
-outbox.send({ k: "ready", options: fn.options });
+outbox.send({ k: "ready", options: fn.options, sources: [...(fn.sources ?? [])] });
 
 function open(s: number, streamId: string): void {
   const entry: Live = { run: undefined as unknown as StreamRun, unacked: 0, outputs: 0, resume: undefined, logLimit: new LogRateLimit() };

@@ -21,6 +21,9 @@ import { Router } from "../router/router.js";
 import type { RouterObserver } from "../router/router.js";
 import type { StreamTable } from "../router/stream-table.js";
 import type { PoolObserver } from "../instances/pool.js";
+import { Connectors, normalizeConnectorOptions } from "../connectors/connectors.js";
+import type { ConnectorOptions } from "../connectors/connectors.js";
+import { registerConnectorMetrics } from "../connectors/connector-metrics.js";
 import { composePoolObservers, composeRouterObservers } from "./observers.js";
 import { buildStatus } from "./status.js";
 import { LogFollowers } from "../logs/log-followers.js";
@@ -88,6 +91,11 @@ export interface ServerOptions {
   poolObserver?: PoolObserver;
   /** Redeploy a function when its file changes, add new files, remove deleted ones. Default false (`streamfn serve` turns it on). */
   watch?: boolean;
+  /**
+   * Broker connections and the sources bound over them (see docs/connectors.md): `mqtt` and
+   * `nats` URLs, and per function the `sources` that replace the function's own.
+   */
+  connectors?: ConnectorOptions;
   /** With `watch`: called with each watched file whose changes settled, before its functions are rebuilt (even when no bundle changes). */
   onWatchedChange?: (path: string) => void;
 }
@@ -109,6 +117,8 @@ export class StreamfnServer {
   readonly logFollowers = new LogFollowers();
   /** The page at `/` and its live feed (one sampler, running while someone watches). */
   readonly dashboard: Dashboard;
+  /** MQTT topics and NATS subjects bound to functions: producers on the table, as WebSocket connections are. */
+  readonly connectors: Connectors;
   readonly #recent = new RecentStreams();
   readonly #options: ServerOptions;
   readonly #streamLog: ReturnType<typeof streamLogObserver>;
@@ -137,6 +147,8 @@ export class StreamfnServer {
       outputRetention: options.outputRetention,
     });
     this.table = this.router;
+    this.connectors = new Connectors(this.table, this.registry, options.connectors ?? {}, this.logger);
+    registerConnectorMetrics(this.metrics.registry, () => this.connectors.status());
     const host = options.host ?? "127.0.0.1";
     const exposed = options.exposed ?? !isLoopbackHost(host);
     const auth = combineAuth(options.token, options.auth);
@@ -155,6 +167,7 @@ export class StreamfnServer {
       totals: () => this.metrics.totals(),
       recent: this.#recent,
       watching: () => this.registry.watching,
+      sources: () => this.connectors.status().sources,
     });
     // While shutting down, a load balancer should send new streams elsewhere.
     this.gateway.route("GET", "/healthz", (_req, res) =>
@@ -181,6 +194,8 @@ export class StreamfnServer {
   /** Loads the functions, then listens. Functions that fail to load are logged; the rest serve. */
   static async start(options: ServerOptions): Promise<StreamfnServer> {
     assertSafeHost(options.host ?? "127.0.0.1", combineAuth(options.token, options.auth), options.insecure);
+    // Before anything starts: a bad source fails here, leaving nothing running.
+    if (options.connectors) options = { ...options, connectors: normalizeConnectorOptions(options.connectors) };
     const server = new StreamfnServer(options);
     try {
       // Watching starts before the first load so no edit falls in between; deploys are
@@ -194,6 +209,8 @@ export class StreamfnServer {
       for (const f of failed) {
         logger.error({ fn: functionNameOf(f.file), file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
       }
+      // Brokers before the port: a wrong URL or refused credentials fail the start, naming the broker.
+      await server.connectors.start();
       await new Promise<void>((resolve, reject) => {
         server.gateway.server.once("error", reject);
         server.gateway.server.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => {
@@ -209,6 +226,7 @@ export class StreamfnServer {
       if (!tokens && !isLoopbackHost(options.host ?? "127.0.0.1")) logInsecure(logger, options.host!);
     } catch (err) {
       // Instances and the watcher started so far must not outlive a server that never listened.
+      await server.connectors.close();
       await server.registry.close();
       await server.spares.close();
       throw err;
@@ -233,7 +251,10 @@ export class StreamfnServer {
   /** Stops accepting, lets running streams finish for `graceMs`, then stops every instance. Safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Sources first (no new messages), brokers last: outputs of streams finishing in the grace period still go out.
+      await this.connectors.stopSources();
       await this.router.close(this.graceMs);
+      await this.connectors.close();
       this.logFollowers.close();
       this.dashboard.close();
       await this.gateway.close();

@@ -1,5 +1,6 @@
 import type { FunctionPool } from "../instances/pool.js";
 import type { FunctionSource } from "../registry/registry.js";
+import type { ConnectorsStatus } from "../connectors/connectors.js";
 import type { StreamfnServer } from "./server.js";
 
 export interface InstanceStatus {
@@ -47,6 +48,8 @@ export interface ServerStatus {
   liveStreams: number;
   queuedStreams: number;
   functions: FunctionStatus[];
+  /** Broker connections and the sources bound over them (see docs/connectors.md). */
+  connectors: ConnectorsStatus;
 }
 
 /** The JSON behind GET /v1/status: per function its versions, instances, slots and streams. */
@@ -116,5 +119,6 @@ export function buildStatus(server: StreamfnServer): ServerStatus {
     liveStreams: server.table.liveCount,
     queuedStreams: queued,
     functions,
+    connectors: server.connectors.status(),
   };
 }

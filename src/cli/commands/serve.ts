@@ -45,14 +45,18 @@ export function addServeFlags(cmd: Command): Command {
     .addOption(new Option("--token <token>", "require this bearer token (one token with every role)").env("STREAMFN_TOKEN"))
     .addOption(new Option("--auth <file>", "tokens with roles (produce, read, admin): an auth file, or its JSON").env("STREAMFN_AUTH"))
     .option("--insecure", "listen on a non-loopback --host without any token")
-    .option("-c, --config <file>", "JSON config file (port, host, token, auth, insecure, limits, defaults, functions)")
+    .option("-c, --config <file>", "JSON config file (port, host, token, auth, insecure, limits, defaults, functions, mqtt, nats, sources)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .option(
       "--grace-ms <ms>",
       `on SIGINT/SIGTERM, how long running streams get to finish after their input ends with reason shutdown (default ${kDefaultGraceMs})`,
       (v) => parseMs(v, "--grace-ms"),
-    );
+    )
+    .addOption(new Option("--mqtt <url>", "MQTT broker for functions' sources and outputs (mqtt://[user:pass@]host:1883)").env("STREAMFN_MQTT"))
+    .addOption(new Option("--mqtt-username <user>", "MQTT user name (over the URL's)").env("STREAMFN_MQTT_USERNAME"))
+    .addOption(new Option("--mqtt-password <password>", "MQTT password (over the URL's)").env("STREAMFN_MQTT_PASSWORD"))
+    .addOption(new Option("--nats <url>", "NATS server for functions' sources and outputs (nats://[user:pass@|token@]host:4222)").env("STREAMFN_SOURCES_NATS"));
   return addLimitFlags(cmd);
 }
 
@@ -93,6 +97,10 @@ export interface ServeFlags extends LimitFlags {
   watch: boolean;
   spareThreads: number;
   graceMs?: number;
+  mqtt?: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  nats?: string;
 }
 
 /**
@@ -113,6 +121,7 @@ export async function startFromFlags(
     overrides[k] = { ...v };
     named.push({ name: k, where: `config ${opts.config}: functions.${k}` });
   }
+  for (const k of Object.keys(cfg.sources ?? {})) named.push({ name: k, where: `config ${opts.config}: sources.${k}` });
   for (const s of opts.set) {
     const fn = applySetting(s, defaults, overrides);
     if (fn) named.push({ name: fn, where: `--set ${s}` });
@@ -133,6 +142,13 @@ export async function startFromFlags(
     watch: opts.watch,
     spareThreads: opts.spareThreads,
     graceMs: opts.graceMs ?? cfg.graceMs ?? kDefaultGraceMs,
+    connectors: {
+      mqtt: opts.mqtt ?? cfg.mqtt,
+      mqttUsername: opts.mqttUsername,
+      mqttPassword: opts.mqttPassword,
+      nats: opts.nats ?? cfg.nats,
+      sources: cfg.sources,
+    },
     ...extra,
   });
   const served = server.registry.functions().filter((f) => f.current).map((f) => f.name);
