@@ -3,11 +3,14 @@ import { mkdir, readFile, readdir, rename, rmdir, stat, unlink, writeFile } from
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
-import type { StreamFunctionOptions } from "../api/types.js";
+import type { SandboxKind, StreamFunctionOptions } from "../api/types.js";
 import { FunctionPool } from "../instances/pool.js";
 import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
+import { availableParallelism } from "node:os";
+import { BuildCache } from "./build-cache.js";
+import type { CachedBuild } from "./build-cache.js";
 import { buildFunction, bundleFunction, unresolvedImports, writeBundle } from "./bundler.js";
 import type { Build, Bundle, SourceInput } from "./bundler.js";
 import { InputWatcher } from "./input-watcher.js";
@@ -27,6 +30,11 @@ export interface RegistryOptions {
   observer?: PoolObserver;
   /** Booted threads that instances start on, to take the thread boot out of cold starts. */
   spares?: SpareThreads;
+  /**
+   * Reuse, at start-up, the bundles and load checks an earlier run made of function files that
+   * did not change (see BuildCache; kept in `<cacheDir>/build-cache`). Default true.
+   */
+  buildCache?: boolean;
 }
 
 /** Where a function's code comes from: a file in the served directory, or an upload (control API). */
@@ -80,6 +88,12 @@ export interface LoadResult {
 type FileRole = { kind: "function" } | { kind: "helper" | "not-function"; message: string };
 
 const kFunctionExtensions = [".ts", ".mts", ".js", ".mjs"];
+/**
+ * Files bundled, and versions checked, at once during a start-up: enough to keep both cores
+ * busy while each check waits for its thread to boot, few enough that a directory of hundreds
+ * of functions does not boot hundreds of threads at once.
+ */
+const kStartParallelism = Math.max(4, Math.min(8, 2 * availableParallelism()));
 /** Uploaded functions are stored as `<name>.ts` or `<name>.mjs` under `<dir>/.streamfn/deployed`. */
 const kUploadExtension: Record<UploadKind, string> = { ts: ".ts", js: ".mjs" };
 
@@ -114,6 +128,9 @@ export class Registry implements FunctionCatalog {
   /** Per function, how many watched rebuilds began: a start-up build older than one is stale. */
   readonly #rebuilds = new Map<string, number>();
   #closed = false;
+  readonly #cache: BuildCache | undefined;
+  /** Load checks an earlier run made, per function, for the version the cache gave it at start. */
+  readonly #cachedChecks = new Map<string, { version: string; checks: CachedBuild["checks"] }>();
 
   constructor(options: RegistryOptions) {
     this.#options = options;
@@ -121,6 +138,7 @@ export class Registry implements FunctionCatalog {
     this.cacheDir = options.cacheDir ? resolve(options.cacheDir) : join(this.dir, ".streamfn");
     this.uploadDir = join(this.dir, ".streamfn", "deployed");
     this.bundlesDir = join(this.cacheDir, "bundles");
+    this.#cache = options.buildCache === false ? undefined : new BuildCache(this.cacheDir);
     for (const [name, o] of Object.entries(options.overrides ?? {})) validateOptions(o, `overrides for ${name}`);
     validateOptions(options.defaults, "server defaults");
   }
@@ -149,21 +167,30 @@ export class Registry implements FunctionCatalog {
     }
     const builds = new Map<string, { file: string; build?: Build; error?: StreamfnError }>();
     const seen = new Map<string, number>();
+    const files: { name: string; file: string }[] = [];
     for (const entry of entries.sort()) {
       const name = functionNameOf(entry);
-      if (!name || builds.has(name)) continue;
-      const file = join(this.dir, entry);
+      if (!name || seen.has(name)) continue;
       seen.set(name, this.#rebuilds.get(name) ?? 0);
+      files.push({ name, file: join(this.dir, entry) });
+    }
+    // Every file is bundled (or found in the cache) before any is judged; results keep the sorted order.
+    const built = await inBatches(files, kStartParallelism, async ({ name, file }) => {
       try {
-        const build = await buildFunction(file, name);
-        this.#remember(name, file, build);
-        builds.set(name, { file, build });
+        return { file, build: await this.#startBuild(name, file) };
       } catch (err) {
-        this.#remember(name, file, undefined, err);
-        builds.set(name, { file, error: asStreamfnError(err) });
+        return { file, error: err };
       }
+    });
+    this.#cache?.endLookups();
+    for (const [i, { name }] of files.entries()) {
+      const { file, build, error } = built[i]!;
+      if (build) this.#remember(name, file, build);
+      else this.#remember(name, file, undefined, error);
+      builds.set(name, build ? { file, build } : { file, error: asStreamfnError(error) });
     }
     const result: LoadResult = { deployed: [], failed: [], skipped: [] };
+    const deploys: { name: string; file: string; build: Build }[] = [];
     for (const [name, { file, build, error }] of builds) {
       if (!build) {
         result.failed.push({ file, error: error! });
@@ -177,17 +204,27 @@ export class Registry implements FunctionCatalog {
         result.skipped.push({ file, name, message: role.message });
         continue;
       }
+      deploys.push({ name, file, build });
+    }
+    // Each version's check waits on a thread booting: several at once keep the cores busy.
+    const outcomes = await inBatches(deploys, kStartParallelism, async ({ name, file, build }) => {
       try {
         const fn = await this.#serial(name, async () => {
           // The watcher rebuilt it from a newer edit meanwhile: that build is the one to keep.
           if ((this.#rebuilds.get(name) ?? 0) !== seen.get(name)) return this.#functions.get(name);
           return this.#deployBuild(name, file, build);
         });
-        if (fn?.current) result.deployed.push(fn.name);
+        return { fn };
       } catch (err) {
-        result.failed.push({ file, error: asStreamfnError(err) });
+        return { error: asStreamfnError(err) };
       }
+    });
+    for (const [i, { file }] of deploys.entries()) {
+      const { fn, error } = outcomes[i]!;
+      if (error) result.failed.push({ file, error });
+      else if (fn?.current) result.deployed.push(fn.name);
     }
+    this.#cachedChecks.clear();
     for (const entry of await uploadedEntries(this.uploadDir)) {
       const name = functionNameOf(entry)!;
       const file = join(this.uploadDir, entry);
@@ -253,11 +290,38 @@ export class Registry implements FunctionCatalog {
     });
   }
 
+  /**
+   * A start-up's build of one file: the cached one when nothing it was made from changed
+   * (with the load checks made of it), else a fresh one, recorded for the next start.
+   */
+  async #startBuild(name: string, file: string): Promise<Build> {
+    const cached = await this.#cache?.lookup(name, file);
+    if (cached) {
+      this.#cachedChecks.set(name, { version: cached.build.version, checks: cached.checks });
+      return cached.build;
+    }
+    return this.#freshBuild(name, file);
+  }
+
+  /** Bundles a file with esbuild and records the bundle for the next start (in the background). */
+  async #freshBuild(name: string, file: string): Promise<Build> {
+    const build = await buildFunction(file, name);
+    const cache = this.#cache;
+    if (cache) {
+      // After the cache dir exists with its .gitignore, so the record is never committed.
+      void this.#prepareCache().then(
+        () => cache.store(name, file, build),
+        () => {},
+      );
+    }
+    return build;
+  }
+
   /** Bundles and deploys one file. New streams go to the new version; running ones finish on theirs. */
   deploy(file: string): Promise<DeployedFunction> {
     const name = functionNameOf(file);
     if (!name) return Promise.reject(new StreamfnError("INVALID_FUNCTION", `${file} is not a function file name`));
-    return this.#serial(name, async () => this.#deployBuild(name, file, await buildFunction(file, name)));
+    return this.#serial(name, async () => this.#deployBuild(name, file, await this.#freshBuild(name, file)));
   }
 
   /** Takes a function away: no new streams; running ones finish on their version. */
@@ -400,7 +464,7 @@ export class Registry implements FunctionCatalog {
       }
       let build: Build;
       try {
-        build = await buildFunction(file, name);
+        build = await this.#freshBuild(name, file);
       } catch (err) {
         this.#remember(name, file, undefined, err);
         this.#refreshWatch();
@@ -592,7 +656,7 @@ export class Registry implements FunctionCatalog {
     }
     // Code the operator marked for process isolation is not loaded into a thread even to be checked.
     const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
-    const own = await probeFunction(bundle.path, name, probeKind);
+    const own = await this.#check(name, source, bundle, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
     try {
@@ -615,6 +679,25 @@ export class Registry implements FunctionCatalog {
     this.#functions.set(name, fn);
     if (old) this.#retire(fn, old);
     return fn;
+  }
+
+  /**
+   * The function's own options, from loading the bundle in a throwaway sandbox, or from the
+   * check an earlier run made of this very bundle in the same kind of sandbox.
+   */
+  async #check(name: string, source: FunctionSource, bundle: Bundle, kind: SandboxKind): Promise<StreamFunctionOptions> {
+    const cached = source === "file" ? this.#cachedChecks.get(name) : undefined;
+    const known = cached?.version === bundle.version ? cached.checks[kind] : undefined;
+    if (known) {
+      try {
+        return validateOptions(known, name);
+      } catch {
+        // A damaged record: the check is made again (and recorded anew).
+      }
+    }
+    const own = await probeFunction(bundle.path, name, kind);
+    if (source === "file") void this.#cache?.storeCheck(name, bundle.version, kind, own);
+    return own;
   }
 
   #bundleInUse(path: string): boolean {
@@ -640,6 +723,20 @@ export class Registry implements FunctionCatalog {
     };
     pool.drain();
   }
+}
+
+/** `task` over `items`, at most `limit` at a time; results in the order of `items`. */
+async function inBatches<T, R>(items: T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await task(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
 }
 
 /** The stored uploads, sorted; none when the folder does not exist yet. */

@@ -67,6 +67,11 @@ export interface ServerOptions {
   /** Per function, over its own options. */
   overrides?: Record<string, StreamFunctionOptions>;
   cacheDir?: string;
+  /**
+   * Reuse the bundles and load checks of function files unchanged since an earlier run
+   * (kept in `<cacheDir>/build-cache`). Default true.
+   */
+  buildCache?: boolean;
   /** How long ended stream ids are remembered for late-event rejection. */
   endedRetentionMs?: number;
   /** Outputs kept per stream for subscribers that resume (router option outputRetention). Default 128. */
@@ -127,6 +132,7 @@ export class StreamfnServer {
       spares: this.spares,
       dir: options.functionsDir,
       cacheDir: options.cacheDir,
+      buildCache: options.buildCache,
       defaults: options.defaults,
       overrides: options.overrides,
       observer: composePoolObservers(this.metrics.poolObserver, instanceLogObserver(this.logger), options.poolObserver),

@@ -47,6 +47,7 @@ export function addServeFlags(cmd: Command): Command {
     .option("--insecure", "listen on a non-loopback --host without any token")
     .option("-c, --config <file>", "JSON config file (port, host, token, auth, insecure, limits, defaults, functions)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .option("--no-build-cache", "bundle and check every function at start, not reusing what an earlier run made of unchanged files")
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .option(
       "--grace-ms <ms>",
@@ -92,6 +93,7 @@ export interface ServeFlags extends LimitFlags {
   set: string[];
   watch: boolean;
   spareThreads: number;
+  buildCache: boolean;
   graceMs?: number;
 }
 
@@ -132,6 +134,7 @@ export async function startFromFlags(
     overrides: overrides as Record<string, StreamFunctionOptions>,
     watch: opts.watch,
     spareThreads: opts.spareThreads,
+    buildCache: opts.buildCache,
     graceMs: opts.graceMs ?? cfg.graceMs ?? kDefaultGraceMs,
     ...extra,
   });
