@@ -37,6 +37,11 @@ export class BuildCache {
     this.#stamp = buildStamp();
   }
 
+  /** Resolves once every record begun so far is written (or given up). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#writes.values()]);
+  }
+
   /** Drops the hashes lookups read (the start-up is over; files may change from now on). */
   endLookups(): void {
     this.#hashes.clear();

@@ -83,6 +83,8 @@ export interface LoadResult {
   failed: { file: string; error: StreamfnError }[];
   /** Top-level files with no default export that no other file imports: not served, worth one notice. */
   skipped: { file: string; name: string; message: string }[];
+  /** Deployed functions whose bundle came from the build cache (not bundled again). */
+  cached: string[];
 }
 
 type FileRole = { kind: "function" } | { kind: "helper" | "not-function"; message: string };
@@ -189,7 +191,7 @@ export class Registry implements FunctionCatalog {
       else this.#remember(name, file, undefined, error);
       builds.set(name, build ? { file, build } : { file, error: asStreamfnError(error) });
     }
-    const result: LoadResult = { deployed: [], failed: [], skipped: [] };
+    const result: LoadResult = { deployed: [], failed: [], skipped: [], cached: [] };
     const deploys: { name: string; file: string; build: Build }[] = [];
     for (const [name, { file, build, error }] of builds) {
       if (!build) {
@@ -222,7 +224,10 @@ export class Registry implements FunctionCatalog {
     for (const [i, { file }] of deploys.entries()) {
       const { fn, error } = outcomes[i]!;
       if (error) result.failed.push({ file, error });
-      else if (fn?.current) result.deployed.push(fn.name);
+      else if (fn?.current) {
+        result.deployed.push(fn.name);
+        if (this.#cachedChecks.get(fn.name)?.version === fn.current.version) result.cached.push(fn.name);
+      }
     }
     this.#cachedChecks.clear();
     for (const entry of await uploadedEntries(this.uploadDir)) {
@@ -407,6 +412,7 @@ export class Registry implements FunctionCatalog {
     this.#functions.clear();
     await Promise.all(pools.map((p) => p.close()));
     await this.#removeBundles();
+    await this.#cache?.flush();
   }
 
   /**

@@ -191,9 +191,11 @@ export class StreamfnServer {
       // serialized per function and a content hash already served is not deployed twice.
       const logger = server.logger;
       if (options.watch) server.registry.watch((change) => logRegistryChange(logger, change), options.onWatchedChange);
-      const { deployed, failed, skipped } = await server.registry.loadAll();
+      const { deployed, failed, skipped, cached } = await server.registry.loadAll();
       const versions = new Map(server.registry.functions().map((f) => [f.name, f.current?.version]));
-      for (const name of deployed) logger.info({ fn: name, version: versions.get(name) }, "deployed");
+      for (const name of deployed) {
+        logger.info({ fn: name, version: versions.get(name), ...(cached.includes(name) ? { cached: true } : {}) }, "deployed");
+      }
       for (const f of skipped) logger.info({ fn: f.name, file: f.file }, f.message);
       for (const f of failed) {
         logger.error({ fn: functionNameOf(f.file), file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
