@@ -60,6 +60,12 @@ export interface ServerOptions {
    * MiB and no CPU; a cold start on one skips booting Node in a thread.
    */
   spareThreads?: number;
+  /**
+   * Spare threads already booting, handed over (the server closes them): a command line starts
+   * them before it loads the server, so their boot overlaps the loading. Takes the place of
+   * `spareThreads`.
+   */
+  spares?: SpareThreads;
   /** WebSocket keep-alive ping interval; a peer that misses a ping is disconnected. Default 30 000; 0 disables. */
   pingIntervalMs?: number;
   /** Options under every function's own. */
@@ -96,6 +102,9 @@ export interface ServerOptions {
   onWatchedChange?: (path: string) => void;
 }
 
+/** How long after listening the metrics registry loads, unless a scrape asks for it first. */
+const kMetricsLoadDelayMs = 1_000;
+
 /** One process serving a directory of functions: registry, pools, router and gateway wired together. */
 export class StreamfnServer {
   readonly registry: Registry;
@@ -127,7 +136,7 @@ export class StreamfnServer {
       liveStreams: () => this.table.live(),
       functions: () => this.registry.functions(),
     });
-    this.spares = new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
+    this.spares = options.spares ?? new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
     this.registry = new Registry({
       spares: this.spares,
       dir: options.functionsDir,
@@ -213,6 +222,8 @@ export class StreamfnServer {
         "listening",
       );
       if (!tokens && !isLoopbackHost(options.host ?? "127.0.0.1")) logInsecure(logger, options.host!);
+      // prom-client (and the process metrics it samples) is not needed to serve a first stream.
+      server.metrics.loadSoon(kMetricsLoadDelayMs);
     } catch (err) {
       // Instances and the watcher started so far must not outlive a server that never listened.
       await server.registry.close();
