@@ -1,7 +1,7 @@
 // The build cache: a restart reuses the bundle and load check of a function whose sources did
 // not change, and never a stale, foreign or damaged one.
 import { strict as assert } from "node:assert";
-import { readFile, readdir, writeFile } from "node:fs/promises";
+import { readFile, readdir, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { startTestServer } from "./helpers/server.js";
@@ -164,6 +164,21 @@ describe("the build cache", () => {
       } finally {
         await r.t.server.close();
       }
+    } finally {
+      await first.close();
+    }
+  });
+
+  it("forgets the entries of functions whose files are gone", async () => {
+    const first = await startTestServer({ "a.ts": fn("e"), "b.ts": fn("e") });
+    try {
+      await first.server.close();
+      const dir = join(first.dir, ".streamfn", "build-cache");
+      assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith(".json")).sort(), ["a.json", "b.json"]);
+      await unlink(join(first.dir, "b.ts"));
+      const { t } = await restart(first.dir, "a");
+      await t.server.close();
+      assert.deepEqual((await readdir(dir)).map((f) => f.split(".")[0]).sort(), ["a", "a"]);
     } finally {
       await first.close();
     }

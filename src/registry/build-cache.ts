@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +40,27 @@ export class BuildCache {
   /** Resolves once every record begun so far is written (or given up). */
   async flush(): Promise<void> {
     await Promise.all([...this.#writes.values()]);
+  }
+
+  /**
+   * Removes the entries of functions no longer in the directory, so the folder holds at most
+   * one bundle per function. Never rejects.
+   */
+  prune(keep: Set<string>): Promise<void> {
+    // Queued under a key no function name can be, so `flush` waits for it too.
+    return this.#serial("\0prune", async () => {
+      let files: string[];
+      try {
+        files = await readdir(this.dir);
+      } catch {
+        return;
+      }
+      await Promise.all(
+        files
+          .filter((f) => !f.endsWith(".partial") && !keep.has(f.slice(0, f.indexOf("."))))
+          .map((f) => this.#serial(f.slice(0, f.indexOf(".")), () => unlink(join(this.dir, f)).catch(() => {}))),
+      );
+    });
   }
 
   /** Drops the hashes lookups read (the start-up is over; files may change from now on). */

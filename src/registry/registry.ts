@@ -185,6 +185,7 @@ export class Registry implements FunctionCatalog {
       }
     });
     this.#cache?.endLookups();
+    void this.#cache?.prune(new Set(files.map((f) => f.name)));
     for (const [i, { name }] of files.entries()) {
       const { file, build, error } = built[i]!;
       if (build) this.#remember(name, file, build);
