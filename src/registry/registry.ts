@@ -231,6 +231,7 @@ export class Registry implements FunctionCatalog {
       }
     }
     this.#cachedChecks.clear();
+    this.#keepOrder(deploys.map((d) => d.name));
     for (const entry of await uploadedEntries(this.uploadDir)) {
       const name = functionNameOf(entry)!;
       const file = join(this.uploadDir, entry);
@@ -294,6 +295,17 @@ export class Registry implements FunctionCatalog {
       }
       return { version, removedUpload, directoryFile };
     });
+  }
+
+  /** Lists `names` first, in that order (deploys that ran at once finish in any order). */
+  #keepOrder(names: string[]): void {
+    const first = names.flatMap((n) => {
+      const fn = this.#functions.get(n);
+      return fn ? [[n, fn] as const] : [];
+    });
+    const rest = [...this.#functions].filter(([n]) => !names.includes(n));
+    this.#functions.clear();
+    for (const [n, fn] of [...first, ...rest]) this.#functions.set(n, fn);
   }
 
   /**
