@@ -3,7 +3,9 @@ import { validateOptions } from "../api/options.js";
 import type { SandboxKind, StreamFunctionOptions } from "../api/types.js";
 import { createSandbox } from "../instances/create-sandbox.js";
 
-const kProbeTimeoutMs = 15_000;
+export const kProbeTimeoutMs = 15_000;
+/** The heap a check gets: the function's own memoryMb is only known once it loaded. */
+export const kProbeMemoryMb = 256;
 
 /**
  * Loads a bundle in a throwaway sandbox and reads the function's own options. This checks at
@@ -14,7 +16,7 @@ export function probeFunction(
   name: string,
   kind: SandboxKind = "thread",
 ): Promise<StreamFunctionOptions> {
-  const sandbox = createSandbox(kind, { bundlePath, functionName: name, memoryMb: 256 });
+  const sandbox = createSandbox(kind, { bundlePath, functionName: name, memoryMb: kProbeMemoryMb });
   return new Promise<StreamFunctionOptions>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: loading did not finish within ${kProbeTimeoutMs} ms`));

@@ -14,6 +14,7 @@ import type { CachedBuild } from "./build-cache.js";
 import { buildFunction, bundleFunction, unresolvedImports, writeBundle } from "./bundler.js";
 import type { Build, Bundle, SourceInput } from "./bundler.js";
 import { InputWatcher } from "./input-watcher.js";
+import { checkBatch } from "./check-batch.js";
 import { probeFunction } from "./probe.js";
 
 export interface RegistryOptions {
@@ -133,6 +134,8 @@ export class Registry implements FunctionCatalog {
   readonly #cache: BuildCache | undefined;
   /** Load checks an earlier run made, per function, for the version the cache gave it at start. */
   readonly #cachedChecks = new Map<string, { version: string; checks: CachedBuild["checks"] }>();
+  /** During a start-up: the checks of several functions made together in one thread (see checkBatch). */
+  #batchChecks = new Map<string, { version: string; options: Promise<unknown> }>();
 
   constructor(options: RegistryOptions) {
     this.#options = options;
@@ -209,6 +212,7 @@ export class Registry implements FunctionCatalog {
       }
       deploys.push({ name, file, build });
     }
+    await this.#startBatchCheck(deploys);
     // Each version's check waits on a thread booting: several at once keep the cores busy.
     const outcomes = await inBatches(deploys, kStartParallelism, async ({ name, file, build }) => {
       try {
@@ -231,6 +235,7 @@ export class Registry implements FunctionCatalog {
       }
     }
     this.#cachedChecks.clear();
+    this.#batchChecks.clear();
     this.#keepOrder(deploys.map((d) => d.name));
     for (const entry of await uploadedEntries(this.uploadDir)) {
       const name = functionNameOf(entry)!;
@@ -295,6 +300,38 @@ export class Registry implements FunctionCatalog {
       }
       return { version, removedUpload, directoryFile };
     });
+  }
+
+  /**
+   * Starts one thread checking every start-up function that needs a check in a thread (none
+   * cached): their bundles are written first, where the deploys will find them.
+   */
+  async #startBatchCheck(deploys: { name: string; build: Build }[]): Promise<void> {
+    const todo = deploys.filter(({ name, build }) => {
+      if (this.#probeKind(name) !== "thread") return false;
+      const cached = this.#cachedChecks.get(name);
+      return !(cached?.version === build.version && cached.checks.thread);
+    });
+    if (todo.length < 2) return;
+    let bundles: Bundle[];
+    try {
+      await this.#prepareCache();
+      bundles = await Promise.all(todo.map(({ name, build }) => writeBundle(build, name, this.bundlesDir)));
+    } catch {
+      return; // each deploy then reports the problem on its own
+    }
+    for (const b of bundles) this.#written.add(b.path);
+    const results = checkBatch(todo.map(({ name }, i) => ({ name, path: bundles[i]!.path })));
+    for (const [i, { name, build }] of todo.entries()) {
+      const options = results.get(name)!;
+      options.catch(() => {}); // read by the deploy, unless a newer edit replaced the version
+      this.#batchChecks.set(name, { version: build.version, options });
+    }
+  }
+
+  /** The kind of sandbox a function is checked (and run) in, as the operator set it. */
+  #probeKind(name: string): SandboxKind {
+    return this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
   }
 
   /** Lists `names` first, in that order (deploys that ran at once finish in any order). */
@@ -674,7 +711,7 @@ export class Registry implements FunctionCatalog {
       return existing;
     }
     // Code the operator marked for process isolation is not loaded into a thread even to be checked.
-    const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
+    const probeKind = this.#probeKind(name);
     const own = await this.#check(name, source, bundle, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
@@ -714,7 +751,14 @@ export class Registry implements FunctionCatalog {
         // A damaged record: the check is made again (and recorded anew).
       }
     }
-    const own = await probeFunction(bundle.path, name, kind);
+    const batched = source === "file" && kind === "thread" ? this.#batchChecks.get(name) : undefined;
+    let own: StreamFunctionOptions | undefined;
+    if (batched?.version === bundle.version) {
+      const options = await batched.options;
+      // Failed in the batch: checked alone below, for its own error (or, if it passes alone, its options).
+      if (options !== undefined) own = validateOptions(options as StreamFunctionOptions, name);
+    }
+    own ??= await probeFunction(bundle.path, name, kind);
     if (source === "file") void this.#cache?.storeCheck(name, bundle.version, kind, own);
     return own;
   }
