@@ -1,8 +1,9 @@
 // The build cache: a restart reuses the bundle and load check of a function whose sources did
 // not change, and never a stale, foreign or damaged one.
 import { strict as assert } from "node:assert";
-import { readFile, readdir, unlink, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, mkdtemp, readFile, readdir, rm, unlink, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
@@ -12,6 +13,24 @@ const fn = (body: string, imports = ""): string => `
 import { defineStreamFunction } from "streamfn";
 ${imports}
 export default defineStreamFunction({ concurrency: 3, async *handler(events) { for await (const e of events) yield ${body}; } });`;
+
+/**
+ * Writes a file as an edit made a while ago: a build is recorded only if none of its files was
+ * written just before or while it ran (see BuildCache.store).
+ */
+async function writeAged(path: string, text: string, mtime = new Date(Date.now() - 60_000)): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, text);
+  await utimes(path, mtime, mtime);
+}
+
+/** A server on a fresh directory holding `files` (written a while ago); its close also removes the directory. */
+async function startWith(files: Record<string, string>): Promise<TestServer> {
+  const dir = await mkdtemp(join(tmpdir(), "streamfn-cache-"));
+  for (const [file, text] of Object.entries(files)) await writeAged(join(dir, file), text);
+  const t = await startTestServer({}, { functionsDir: dir });
+  return { ...t, dir, close: async () => { await t.close(); await rm(dir, { recursive: true, force: true }); } };
+}
 
 /** What one stream of one event (2) gets back from `name`. */
 async function outputOf(t: TestServer, name: string): Promise<unknown> {
@@ -36,7 +55,7 @@ async function restart(dir: string, name: string, options = {}): Promise<{ t: Te
 
 describe("the build cache", () => {
   it("reuses the bundle and check of an unchanged function, and serves it the same", async () => {
-    const first = await startTestServer({ "echo.ts": fn("e") });
+    const first = await startWith({ "echo.ts": fn("e") });
     try {
       const line = deployedLine(first, "echo");
       assert.equal(line.cached, undefined, "nothing to reuse on the first start");
@@ -64,11 +83,11 @@ describe("the build cache", () => {
   });
 
   it("bundles and checks again a function whose file changed", async () => {
-    const first = await startTestServer({ "f.ts": fn("e") });
+    const first = await startWith({ "f.ts": fn("e") });
     try {
       const v1 = deployedLine(first, "f").version;
       await first.server.close();
-      await writeFile(join(first.dir, "f.ts"), fn("Number(e) * 10"));
+      await writeAged(join(first.dir, "f.ts"), fn("Number(e) * 10"));
       const { t, line } = await restart(first.dir, "f");
       try {
         assert.equal(line.cached, undefined);
@@ -88,14 +107,14 @@ describe("the build cache", () => {
   });
 
   it("bundles and checks again a function when a file it imports changed", async () => {
-    const first = await startTestServer({
+    const first = await startWith({
       "f.ts": fn("scale(Number(e))", `import { scale } from "./lib/scale.js";`),
       "lib/scale.ts": "export const scale = (n: number): number => n * 2;\n",
     });
     try {
       assert.equal(await outputOf(first, "f"), 4);
       await first.server.close();
-      await writeFile(join(first.dir, "lib", "scale.ts"), "export const scale = (n: number): number => n * 3;\n");
+      await writeAged(join(first.dir, "lib", "scale.ts"), "export const scale = (n: number): number => n * 3;\n");
       const { t, line } = await restart(first.dir, "f");
       try {
         assert.equal(line.cached, undefined, t.logText());
@@ -109,7 +128,7 @@ describe("the build cache", () => {
   });
 
   it("does not trust an entry written by another streamfn version", async () => {
-    const first = await startTestServer({ "echo.ts": fn("e") });
+    const first = await startWith({ "echo.ts": fn("e") });
     try {
       await first.server.close();
       const entryPath = join(first.dir, ".streamfn", "build-cache", "echo.json");
@@ -128,7 +147,7 @@ describe("the build cache", () => {
   });
 
   it("rebuilds a damaged entry, bundle or check instead of failing", async () => {
-    const first = await startTestServer({ "echo.ts": fn("e") });
+    const first = await startWith({ "echo.ts": fn("e") });
     try {
       const version = String(deployedLine(first, "echo").version);
       await first.server.close();
@@ -170,7 +189,7 @@ describe("the build cache", () => {
   });
 
   it("forgets the entries of functions whose files are gone", async () => {
-    const first = await startTestServer({ "a.ts": fn("e"), "b.ts": fn("e") });
+    const first = await startWith({ "a.ts": fn("e"), "b.ts": fn("e") });
     try {
       await first.server.close();
       const dir = join(first.dir, ".streamfn", "build-cache");
@@ -184,11 +203,29 @@ describe("the build cache", () => {
     }
   });
 
+  it("does not record a build whose file was written as it was bundled", async () => {
+    // A write esbuild may or may not have seen: its mtime is not before the build began.
+    const first = await startWith({ "a.ts": fn("e") });
+    try {
+      await first.server.close();
+      await writeAged(join(first.dir, "a.ts"), fn("Number(e) + 1"), new Date(Date.now() + 60_000));
+      const second = await restart(first.dir, "a");
+      assert.equal(await outputOf(second.t, "a"), 3);
+      await second.t.server.close();
+      assert.equal(second.line.cached, undefined);
+      const third = await restart(first.dir, "a");
+      await third.t.server.close();
+      assert.equal(third.line.cached, undefined, "the build was not recorded: bundled again");
+    } finally {
+      await first.close();
+    }
+  });
+
   it("does not cache a function that fails its load check as good", async () => {
     const bad = `import { defineStreamFunction } from "streamfn";
 throw new Error("boom at load");
 export default defineStreamFunction({ async *handler() {} });`;
-    const first = await startTestServer({ "bad.ts": bad });
+    const first = await startWith({ "bad.ts": bad });
     try {
       await first.server.close();
       for (let i = 0; i < 2; i++) {

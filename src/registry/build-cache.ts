@@ -92,9 +92,14 @@ export class BuildCache {
     }
   }
 
-  /** Records a fresh build of `file` (replacing the entry of an older one). Never rejects. */
-  store(name: string, file: string, build: Build): Promise<void> {
-    return this.#serial(name, () => this.#store(name, file, build));
+  /**
+   * Records a fresh build of `file` (replacing the entry of an older one), begun at `startedAt`
+   * (Date.now()). Never rejects. A build one of whose files was written after (or just before)
+   * it began is not recorded: esbuild may have read the file before that write and this the
+   * file after it, which would pair the new content's hash with the old code.
+   */
+  store(name: string, file: string, build: Build, startedAt: number): Promise<void> {
+    return this.#serial(name, () => this.#store(name, file, build, startedAt));
   }
 
   /** Records the options a load check of `version` read, in the entry of that version only. Never rejects. */
@@ -111,8 +116,10 @@ export class BuildCache {
     return next;
   }
 
-  async #store(name: string, file: string, build: Build): Promise<void> {
+  async #store(name: string, file: string, build: Build, startedAt: number): Promise<void> {
     try {
+      const mtimes = await Promise.all(build.sources.map((p) => stat(p).then((st) => st.mtimeMs)));
+      if (mtimes.some((m) => m > startedAt - kClockSlackMs)) return;
       const sources = await Promise.all(build.sources.map(async (p): Promise<[string, string | null]> => [p, await this.#hash(p, false)]));
       // A file gone already cannot be checked next time: such an entry would never be trusted.
       if (sources.some(([, h]) => h === null)) return;
@@ -210,6 +217,11 @@ interface CacheEntry {
 }
 
 const kEntryFormat = 1;
+/**
+ * How far a file's mtime may trail the moment it was written: the kernel stamps files from a
+ * coarse clock (a tick behind Date.now() at most); generously more.
+ */
+const kClockSlackMs = 50;
 
 /** The version of a bundle: the start of its sha256 (as the bundler names it). */
 export function versionOf(code: Uint8Array): string {

@@ -360,12 +360,13 @@ export class Registry implements FunctionCatalog {
 
   /** Bundles a file with esbuild and records the bundle for the next start (in the background). */
   async #freshBuild(name: string, file: string): Promise<Build> {
+    const startedAt = Date.now();
     const build = await buildFunction(file, name);
     const cache = this.#cache;
     if (cache) {
       // After the cache dir exists with its .gitignore, so the record is never committed.
       void this.#prepareCache().then(
-        () => cache.store(name, file, build),
+        () => cache.store(name, file, build, startedAt),
         () => {},
       );
     }
