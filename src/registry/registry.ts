@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { mkdir, readFile, readdir, rename, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
@@ -8,7 +9,6 @@ import { FunctionPool } from "../instances/pool.js";
 import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
-import { availableParallelism } from "node:os";
 import { BuildCache } from "./build-cache.js";
 import type { CachedBuild } from "./build-cache.js";
 import { buildFunction, bundleFunction, unresolvedImports, writeBundle } from "./bundler.js";
@@ -135,7 +135,7 @@ export class Registry implements FunctionCatalog {
   /** Load checks an earlier run made, per function, for the version the cache gave it at start. */
   readonly #cachedChecks = new Map<string, { version: string; checks: CachedBuild["checks"] }>();
   /** During a start-up: the checks of several functions made together in one thread (see checkBatch). */
-  #batchChecks = new Map<string, { version: string; options: Promise<unknown> }>();
+  readonly #batchChecks = new Map<string, { version: string; options: Promise<unknown> }>();
 
   constructor(options: RegistryOptions) {
     this.#options = options;
