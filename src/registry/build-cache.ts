@@ -44,7 +44,7 @@ export class BuildCache {
 
   /**
    * Removes the entries of functions no longer in the directory, so the folder holds at most
-   * one bundle per function. Never rejects.
+   * one bundle per function, and partial writes of processes that died. Never rejects.
    */
   prune(keep: Set<string>): Promise<void> {
     // Queued under a key no function name can be, so `flush` waits for it too.
@@ -56,9 +56,17 @@ export class BuildCache {
         return;
       }
       await Promise.all(
-        files
-          .filter((f) => !f.endsWith(".partial") && !keep.has(f.slice(0, f.indexOf("."))))
-          .map((f) => this.#serial(f.slice(0, f.indexOf(".")), () => unlink(join(this.dir, f)).catch(() => {}))),
+        files.map(async (f) => {
+          const path = join(this.dir, f);
+          if (f.endsWith(".partial")) {
+            // Another writer's file in flight, or one a killed process left: only the latter goes.
+            const st = await stat(path).catch(() => undefined);
+            if (st && Date.now() - st.mtimeMs > kStalePartialMs) await unlink(path).catch(() => {});
+            return;
+          }
+          const name = f.slice(0, f.indexOf("."));
+          if (!keep.has(name)) await this.#serial(name, () => unlink(path).catch(() => {}));
+        }),
       );
     });
   }
@@ -222,6 +230,8 @@ const kEntryFormat = 1;
  * coarse clock (a tick behind Date.now() at most); generously more.
  */
 const kClockSlackMs = 50;
+/** A partial write older than this was left by a process that died writing it. */
+const kStalePartialMs = 10 * 60_000;
 
 /** The version of a bundle: the start of its sha256 (as the bundler names it). */
 export function versionOf(code: Uint8Array): string {

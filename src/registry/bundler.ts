@@ -68,9 +68,9 @@ export async function buildFunction(input: string | SourceInput, name: string, s
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   const workingDir = process.cwd();
   // Loaded on first use: a start whose bundles all come from the cache never loads it.
-  const esbuild = await import("esbuild");
+  const { build } = await import("esbuild");
   try {
-    result = await esbuild.build({
+    result = await build({
       ...entry,
       bundle: true,
       write: false,
