@@ -94,4 +94,19 @@ describe("streamfn --help and --version", () => {
     const version = JSON.parse(await readFile(join(kRepo, "package.json"), "utf8")).version;
     assert.equal(assertRan("--version", await run(process.execPath, [kBin, "--version"])).stdout.trim(), version);
   });
+
+  // serve, dev, worker and gateway are registered alone when run (a faster start): what they
+  // accept and print must be what the full command table says.
+  it("gives the long-running commands the same help and errors alone as in the full table", async () => {
+    for (const name of ["serve", "dev", "worker", "gateway"]) {
+      const alone = assertRan(`${name} --help`, await run(process.execPath, [kBin, name, "--help"])).stdout;
+      const full = assertRan(`help ${name}`, await run(process.execPath, [kBin, "help", name])).stdout;
+      assert.equal(alone, full, name);
+      assert.match(alone, new RegExp(`^Usage: streamfn ${name} `));
+      const required = name === "worker" || name === "gateway" ? ["--nats", "nats://127.0.0.1:1"] : [];
+      const bad = await run(process.execPath, [kBin, name, ...required, "--no-such-flag"]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /^error: unknown option '--no-such-flag'/);
+    }
+  });
 });

@@ -168,7 +168,14 @@ describe("the npm package", { timeout: 10 * kMinutes }, () => {
         assert.equal(asset.status, 200);
         assert.match(await asset.text(), /uPlot/);
         await server.stop();
-        assert.deepEqual(await readdir(join(project, "functions", ".streamfn")), [".gitignore"], "bundles removed on a clean stop");
+        const kept = join(project, "functions", ".streamfn");
+        assert.deepEqual((await readdir(kept)).sort(), [".gitignore", "build-cache"], "bundles removed on a clean stop, the build cache kept");
+        // The next start of the installed binary reuses the bundle and the load check.
+        const again = new Background("npx", ["streamfn", "serve", "functions", "--port", String(port)], { cwd: project, env: cleanNpmEnv(kNpmEnv) });
+        servers.push(again);
+        await again.waitFor(/streamfn listening on/);
+        await again.waitFor(/"fn":"average"[^\n]*"cached":true[^\n]*"msg":"deployed"/);
+        await again.stop();
       });
     });
   });

@@ -1,4 +1,4 @@
-import { Command } from "commander";
+import type { Command } from "commander";
 import { registerCancel } from "./commands/cancel.js";
 import { registerDeploy } from "./commands/deploy.js";
 import { registerDev } from "./commands/dev.js";
@@ -12,19 +12,15 @@ import { registerStatus } from "./commands/status.js";
 import { registerStreams } from "./commands/streams.js";
 import { registerWorker } from "./commands/worker.js";
 import { registerGateway } from "./commands/gateway.js";
-import { commandExamples, packageVersion } from "./util.js";
+import { programBase } from "./program-base.js";
+import { commandExamples } from "./util.js";
 
 /**
  * The `streamfn` command: one module per subcommand under commands/, registered here in the
  * order a function's life goes (write, run, call, ship, operate).
  */
 export function buildProgram(): Command {
-  const program = new Command();
-  program
-    .name("streamfn")
-    .description("Write, run, call and operate stream functions")
-    .version(packageVersion(), "-V, --version", "print the streamfn version")
-    .showHelpAfterError();
+  const program = programBase();
   registerInit(program);
   registerDev(program);
   registerServe(program);

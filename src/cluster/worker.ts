@@ -164,7 +164,7 @@ export class ClusterWorker {
       this.#loops.set(fn, loop);
       this.#log.info({ fn, version: pool.version, slots }, "serving");
     }
-    this.#registerClusterMetrics();
+    await this.#registerClusterMetrics();
     if (o.port !== undefined) await this.#listen(o.port, o.host ?? "127.0.0.1");
     this.#progressTimer = setInterval(() => this.#reportProgress(), kProgressEveryMs);
     this.#progressTimer.unref();
@@ -173,8 +173,8 @@ export class ClusterWorker {
     this.#statusTimer.unref();
   }
 
-  #registerClusterMetrics(): void {
-    const reg = this.metrics.registry;
+  async #registerClusterMetrics(): Promise<void> {
+    const reg = await this.metrics.load();
     const c = this.#cluster!.cluster;
     const one = (n: number): [Record<string, string>, number][] => [[{ worker: this.name }, n]];
     registerReadCounter(reg, "streamfn_cluster_takeovers_total", "Streams this worker took over from another worker (a redelivered work item).", () => one(this.takeovers), ["worker"]);

@@ -2,7 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
-import { WebSocketServer } from "ws";
+import { createRequire } from "node:module";
 import type { WebSocket } from "ws";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
@@ -10,6 +10,10 @@ import type { EndReason } from "../api/types.js";
 import type { EndRecord, OutputSink, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { callerOf } from "../auth/authorizer.js";
 import type { ClientLimits, StreamLease } from "../auth/rate-limits.js";
+
+// Required, not imported: ws's ES module entry re-exports eight CommonJS files, and importing
+// makes Node scan each for its export names, a good part of a server's start-up.
+const { WebSocketServer } = createRequire(import.meta.url)("ws") as typeof import("ws");
 import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { StreamRoute } from "./routes.js";
 

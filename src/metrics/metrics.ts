@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from "prom-client";
+import type { Counter, Gauge, Registry as PromRegistry } from "prom-client";
 import type { Instance } from "../instances/instance.js";
 import type { FunctionPool, PoolObserver } from "../instances/pool.js";
 import type { SandboxExit } from "../instances/sandbox.js";
@@ -80,13 +80,17 @@ interface FunctionSnapshot {
   versions: { version: string; role: "current" | "retiring" }[];
 }
 
+/** prom-client's default exposition format (its Registry.PROMETHEUS_CONTENT_TYPE). */
+const kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+
 /**
  * The Prometheus metrics of one server, in a prom-client Registry of its own (several servers
  * may share a process). Per-event work is a few integer additions and one histogram bucket per
  * output; gauges, and counters the router already keeps per stream, are read at scrape time.
  */
 export class StreamfnMetrics {
-  readonly registry = new PromRegistry();
+  #registry: PromRegistry | undefined;
+  #loading: Promise<PromRegistry> | undefined;
   readonly #source: MetricsSource;
   readonly #counters = new Map<string, FunctionCounters>();
   /** Set for the duration of one scrape so every collect() reads the same state. */
@@ -132,22 +136,49 @@ export class StreamfnMetrics {
         c.instanceExits.set(exit.code, (c.instanceExits.get(exit.code) ?? 0) + 1);
       },
     };
-    // The event-loop delay histogram samples on a timer. prom-client's default, every 10 ms,
-    // wakes an idle server 100 times a second (~1% of a core here), against scale to zero's
-    // "no instances, no work"; once a second keeps the metric and costs ~0.01%.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
-    this.#register();
+  }
+
+  /**
+   * The prom-client registry with every metric, made on first use: the counters above are kept
+   * without it, and loading prom-client is a good part of a server's start-up, so a server loads
+   * it after it started (see `loadSoon`) or at the first scrape, whichever comes first.
+   */
+  load(): Promise<PromRegistry> {
+    this.#loading ??= import("prom-client").then((prom) => {
+      const registry = new prom.Registry();
+      // The event-loop delay histogram samples on a timer. prom-client's default, every 10 ms,
+      // wakes an idle server 100 times a second (~1% of a core here), against scale to zero's
+      // "no instances, no work"; once a second keeps the metric and costs ~0.01%.
+      prom.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
+      this.#register(prom, registry);
+      this.#registry = registry;
+      return registry;
+    });
+    return this.#loading;
+  }
+
+  /** Loads the registry in `ms`, off the start-up's path (the timer does not hold the process). */
+  loadSoon(ms: number): void {
+    if (this.#loading) return;
+    setTimeout(() => void this.load(), ms).unref();
+  }
+
+  /** The registry, once loaded (after `load()` resolved). */
+  get registry(): PromRegistry {
+    if (!this.#registry) throw new Error("the metrics registry is not loaded yet (await load())");
+    return this.#registry;
   }
 
   get contentType(): string {
-    return this.registry.contentType;
+    return this.#registry?.contentType ?? kPrometheusContentType;
   }
 
   /** The Prometheus text exposition of every metric. */
   async render(): Promise<string> {
+    const registry = await this.load();
     this.#snapshot = this.#read();
     try {
-      return await this.registry.metrics();
+      return await registry.metrics();
     } finally {
       this.#snapshot = undefined;
     }
@@ -248,8 +279,9 @@ export class StreamfnMetrics {
     return this.#snapshot ?? this.#read();
   }
 
-  #register(): void {
-    const registers = [this.registry];
+  #register(prom: typeof import("prom-client"), registry: PromRegistry): void {
+    const { Counter, Gauge } = prom;
+    const registers = [registry];
     const fnLabel = ["function"] as const;
 
     const gauge = (name: string, help: string, value: (s: FunctionSnapshot) => number): void => {
@@ -358,7 +390,7 @@ export class StreamfnMetrics {
         this.#current(); // as above
         return [...this.#counters].map(([fn, c]): [Record<string, string>, BucketHistogram] => [{ function: fn }, pick(c)]);
       });
-      this.registry.registerMetric(family.asMetric());
+      registry.registerMetric(family.asMetric());
     };
     histogram("streamfn_event_latency_seconds", "From the arrival of the event the handler held to its output leaving the router.", kLatencyBoundsMs, (c) => c.latency);
     histogram("streamfn_stream_duration_seconds", "From a stream's open to its end record.", kStreamDurationBoundsMs, (c) => c.duration);

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as esbuild from "esbuild";
+import type * as esbuild from "esbuild";
 import { StreamfnError } from "../api/errors.js";
 
 /** Our own public entry: a function's `import "streamfn"` is bundled against it. */
@@ -16,6 +16,8 @@ export interface Build {
   code: Uint8Array;
   /** The user's source files the bundle was made from (absolute; no node_modules, none of ours). */
   inputs: string[];
+  /** Every file on disk the bundle was made from, streamfn's own included (absolute): what a cached build is checked against. */
+  sources: string[];
   /** Whether the file has a default export (a stream function must be one). */
   hasDefaultExport: boolean;
 }
@@ -46,6 +48,12 @@ export interface BuildSettings {
 }
 
 /**
+ * The settings every bundle is made with, by name: part of what a cached bundle must match
+ * (change it with any change to the options below).
+ */
+export const kBuildFormat = "bundle:1 platform=node format=esm target=node20 packages=external sourcemap=inline api=bundled";
+
+/**
  * Bundles one function (a file, or source in memory) with esbuild, in memory. Its own sources
  * (TypeScript included) are bundled; npm packages stay imports, resolved at run time from
  * where the bundle is written, so native packages (sharp) work. The metafile says which files
@@ -59,8 +67,10 @@ export async function buildFunction(input: string | SourceInput, name: string, s
       : { stdin: { contents: input.contents, sourcefile: input.sourcefile, resolveDir: input.resolveDir, loader: input.loader } };
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   const workingDir = process.cwd();
+  // Loaded on first use: a start whose bundles all come from the cache never loads it.
+  const { build } = await import("esbuild");
   try {
-    result = await esbuild.build({
+    result = await build({
       ...entry,
       bundle: true,
       write: false,
@@ -94,13 +104,13 @@ export async function buildFunction(input: string | SourceInput, name: string, s
   }
   const code = result.outputFiles[0]!.contents;
   const version = createHash("sha256").update(code).digest("hex").slice(0, 12);
-  const inputs = Object.keys(result.metafile.inputs)
+  const sources = Object.keys(result.metafile.inputs)
     // Other namespaces (`ns:path`) and in-memory source are not files on disk.
     .filter((p) => (!/^[a-z-]+:/.test(p) || /^[A-Za-z]:[\\/]/.test(p)) && p !== "<stdin>")
-    .map((p) => resolve(workingDir, p))
-    .filter((p) => !p.startsWith(kOwnDir) && !p.split(/[\\/]/).includes("node_modules"));
+    .map((p) => resolve(workingDir, p));
+  const inputs = sources.filter((p) => !p.startsWith(kOwnDir) && !p.split(/[\\/]/).includes("node_modules"));
   const output = Object.values(result.metafile.outputs)[0];
-  return { version, code, inputs, hasDefaultExport: output?.exports.includes("default") ?? false };
+  return { version, code, inputs, sources, hasDefaultExport: output?.exports.includes("default") ?? false };
 }
 
 /** esbuild names source given in memory relative to the working directory; the name it was given reads better. */

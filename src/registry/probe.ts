@@ -5,19 +5,32 @@ import type { StreamSource } from "../api/sources.js";
 import type { SandboxKind, StreamFunctionOptions } from "../api/types.js";
 import { createSandbox } from "../instances/create-sandbox.js";
 
-const kProbeTimeoutMs = 15_000;
+export const kProbeTimeoutMs = 15_000;
+/** The heap a check gets: the function's own memoryMb is only known once it loaded. */
+export const kProbeMemoryMb = 256;
+
+/** What loading a function tells about it: its own options and the broker sources it binds. */
+export interface FunctionCheck {
+  options: StreamFunctionOptions;
+  sources: StreamSource[];
+}
+
+/** Validates what a check reported (or a cache recorded): throws INVALID_OPTIONS naming the function. */
+export function validateCheck(options: unknown, sources: unknown, name: string): FunctionCheck {
+  return { options: validateOptions(options as StreamFunctionOptions, name), sources: validateSources(sources, name) };
+}
 
 /**
- * Loads a bundle in a throwaway sandbox and reads the function's own options. This checks at
+ * Loads a bundle in a throwaway sandbox and reads the function's own options and sources. This checks at
  * deploy time that the file is a stream function, and keeps user code off the router's thread.
  */
 export function probeFunction(
   bundlePath: string,
   name: string,
   kind: SandboxKind = "thread",
-): Promise<{ options: StreamFunctionOptions; sources: StreamSource[] }> {
-  const sandbox = createSandbox(kind, { bundlePath, functionName: name, memoryMb: 256 });
-  return new Promise<{ options: StreamFunctionOptions; sources: StreamSource[] }>((resolve, reject) => {
+): Promise<FunctionCheck> {
+  const sandbox = createSandbox(kind, { bundlePath, functionName: name, memoryMb: kProbeMemoryMb });
+  return new Promise<FunctionCheck>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new StreamfnError("FUNCTION_LOAD_FAILED", `${name}: loading did not finish within ${kProbeTimeoutMs} ms`));
     }, kProbeTimeoutMs);

@@ -1,18 +1,23 @@
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { mkdir, readFile, readdir, rename, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import { StreamfnError } from "../api/errors.js";
 import { resolveOptions, validateOptions } from "../api/options.js";
-import type { StreamFunctionOptions } from "../api/types.js";
+import type { SandboxKind, StreamFunctionOptions } from "../api/types.js";
 import type { StreamSource } from "../api/sources.js";
 import { FunctionPool } from "../instances/pool.js";
 import type { SpareThreads } from "../instances/spare-threads.js";
 import type { PoolObserver } from "../instances/pool.js";
 import type { FunctionCatalog } from "../router/router.js";
+import { BuildCache } from "./build-cache.js";
+import type { CachedBuild } from "./build-cache.js";
 import { buildFunction, bundleFunction, unresolvedImports, writeBundle } from "./bundler.js";
 import type { Build, Bundle, SourceInput } from "./bundler.js";
 import { InputWatcher } from "./input-watcher.js";
-import { probeFunction } from "./probe.js";
+import { checkBatch } from "./check-batch.js";
+import { probeFunction, validateCheck } from "./probe.js";
+import type { FunctionCheck } from "./probe.js";
 
 export interface RegistryOptions {
   dir: string;
@@ -28,6 +33,11 @@ export interface RegistryOptions {
   observer?: PoolObserver;
   /** Booted threads that instances start on, to take the thread boot out of cold starts. */
   spares?: SpareThreads;
+  /**
+   * Reuse, at start-up, the bundles and load checks an earlier run made of function files that
+   * did not change (see BuildCache; kept in `<cacheDir>/build-cache`). Default true.
+   */
+  buildCache?: boolean;
 }
 
 /** Where a function's code comes from: a file in the served directory, or an upload (control API). */
@@ -78,11 +88,19 @@ export interface LoadResult {
   failed: { file: string; error: StreamfnError }[];
   /** Top-level files with no default export that no other file imports: not served, worth one notice. */
   skipped: { file: string; name: string; message: string }[];
+  /** Deployed functions whose bundle came from the build cache (not bundled again). */
+  cached: string[];
 }
 
 type FileRole = { kind: "function" } | { kind: "helper" | "not-function"; message: string };
 
 const kFunctionExtensions = [".ts", ".mts", ".js", ".mjs"];
+/**
+ * Files bundled, and versions checked, at once during a start-up: enough to keep both cores
+ * busy while each check waits for its thread to boot, few enough that a directory of hundreds
+ * of functions does not boot hundreds of threads at once.
+ */
+const kStartParallelism = Math.max(4, Math.min(8, 2 * availableParallelism()));
 /** Uploaded functions are stored as `<name>.ts` or `<name>.mjs` under `<dir>/.streamfn/deployed`. */
 const kUploadExtension: Record<UploadKind, string> = { ts: ".ts", js: ".mjs" };
 
@@ -117,6 +135,11 @@ export class Registry implements FunctionCatalog {
   /** Per function, how many watched rebuilds began: a start-up build older than one is stale. */
   readonly #rebuilds = new Map<string, number>();
   #closed = false;
+  readonly #cache: BuildCache | undefined;
+  /** Load checks an earlier run made, per function, for the version the cache gave it at start. */
+  readonly #cachedChecks = new Map<string, { version: string; checks: CachedBuild["checks"] }>();
+  /** During a start-up: the checks of several functions made together in one thread (see checkBatch). */
+  readonly #batchChecks = new Map<string, { version: string; options: Promise<unknown> }>();
 
   constructor(options: RegistryOptions) {
     this.#options = options;
@@ -124,6 +147,7 @@ export class Registry implements FunctionCatalog {
     this.cacheDir = options.cacheDir ? resolve(options.cacheDir) : join(this.dir, ".streamfn");
     this.uploadDir = join(this.dir, ".streamfn", "deployed");
     this.bundlesDir = join(this.cacheDir, "bundles");
+    this.#cache = options.buildCache === false ? undefined : new BuildCache(this.cacheDir);
     for (const [name, o] of Object.entries(options.overrides ?? {})) validateOptions(o, `overrides for ${name}`);
     validateOptions(options.defaults, "server defaults");
   }
@@ -152,21 +176,31 @@ export class Registry implements FunctionCatalog {
     }
     const builds = new Map<string, { file: string; build?: Build; error?: StreamfnError }>();
     const seen = new Map<string, number>();
+    const files: { name: string; file: string }[] = [];
     for (const entry of entries.sort()) {
       const name = functionNameOf(entry);
-      if (!name || builds.has(name)) continue;
-      const file = join(this.dir, entry);
+      if (!name || seen.has(name)) continue;
       seen.set(name, this.#rebuilds.get(name) ?? 0);
-      try {
-        const build = await buildFunction(file, name);
-        this.#remember(name, file, build);
-        builds.set(name, { file, build });
-      } catch (err) {
-        this.#remember(name, file, undefined, err);
-        builds.set(name, { file, error: asStreamfnError(err) });
-      }
+      files.push({ name, file: join(this.dir, entry) });
     }
-    const result: LoadResult = { deployed: [], failed: [], skipped: [] };
+    // Every file is bundled (or found in the cache) before any is judged; results keep the sorted order.
+    const built = await inBatches(files, kStartParallelism, async ({ name, file }) => {
+      try {
+        return { file, build: await this.#startBuild(name, file) };
+      } catch (err) {
+        return { file, error: err };
+      }
+    });
+    this.#cache?.endLookups();
+    void this.#cache?.prune(new Set(files.map((f) => f.name)));
+    for (const [i, { name }] of files.entries()) {
+      const { file, build, error } = built[i]!;
+      if (build) this.#remember(name, file, build);
+      else this.#remember(name, file, undefined, error);
+      builds.set(name, build ? { file, build } : { file, error: asStreamfnError(error) });
+    }
+    const result: LoadResult = { deployed: [], failed: [], skipped: [], cached: [] };
+    const deploys: { name: string; file: string; build: Build }[] = [];
     for (const [name, { file, build, error }] of builds) {
       if (!build) {
         result.failed.push({ file, error: error! });
@@ -180,17 +214,33 @@ export class Registry implements FunctionCatalog {
         result.skipped.push({ file, name, message: role.message });
         continue;
       }
+      deploys.push({ name, file, build });
+    }
+    await this.#startBatchCheck(deploys);
+    // Each version's check waits on a thread booting: several at once keep the cores busy.
+    const outcomes = await inBatches(deploys, kStartParallelism, async ({ name, file, build }) => {
       try {
         const fn = await this.#serial(name, async () => {
           // The watcher rebuilt it from a newer edit meanwhile: that build is the one to keep.
           if ((this.#rebuilds.get(name) ?? 0) !== seen.get(name)) return this.#functions.get(name);
           return this.#deployBuild(name, file, build);
         });
-        if (fn?.current) result.deployed.push(fn.name);
+        return { fn };
       } catch (err) {
-        result.failed.push({ file, error: asStreamfnError(err) });
+        return { error: asStreamfnError(err) };
+      }
+    });
+    for (const [i, { file }] of deploys.entries()) {
+      const { fn, error } = outcomes[i]!;
+      if (error) result.failed.push({ file, error });
+      else if (fn?.current) {
+        result.deployed.push(fn.name);
+        if (this.#cachedChecks.get(fn.name)?.version === fn.current.version) result.cached.push(fn.name);
       }
     }
+    this.#cachedChecks.clear();
+    this.#batchChecks.clear();
+    this.#keepOrder(deploys.map((d) => d.name));
     for (const entry of await uploadedEntries(this.uploadDir)) {
       const name = functionNameOf(entry)!;
       const file = join(this.uploadDir, entry);
@@ -256,11 +306,82 @@ export class Registry implements FunctionCatalog {
     });
   }
 
+  /**
+   * Starts one thread checking every start-up function that needs a check in a thread (none
+   * cached): their bundles are written first, where the deploys will find them.
+   */
+  async #startBatchCheck(deploys: { name: string; build: Build }[]): Promise<void> {
+    const todo = deploys.filter(({ name, build }) => {
+      if (this.#probeKind(name) !== "thread") return false;
+      const cached = this.#cachedChecks.get(name);
+      return !(cached?.version === build.version && cached.checks.thread);
+    });
+    if (todo.length < 2) return;
+    let bundles: Bundle[];
+    try {
+      await this.#prepareCache();
+      bundles = await Promise.all(todo.map(({ name, build }) => writeBundle(build, name, this.bundlesDir)));
+    } catch {
+      return; // each deploy then reports the problem on its own
+    }
+    for (const b of bundles) this.#written.add(b.path);
+    const results = checkBatch(todo.map(({ name }, i) => ({ name, path: bundles[i]!.path })));
+    for (const [i, { name, build }] of todo.entries()) {
+      const options = results.get(name)!;
+      options.catch(() => {}); // read by the deploy, unless a newer edit replaced the version
+      this.#batchChecks.set(name, { version: build.version, options });
+    }
+  }
+
+  /** The kind of sandbox a function is checked (and run) in, as the operator set it. */
+  #probeKind(name: string): SandboxKind {
+    return this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
+  }
+
+  /** Lists `names` first, in that order (deploys that ran at once finish in any order). */
+  #keepOrder(names: string[]): void {
+    const first = names.flatMap((n) => {
+      const fn = this.#functions.get(n);
+      return fn ? [[n, fn] as const] : [];
+    });
+    const rest = [...this.#functions].filter(([n]) => !names.includes(n));
+    this.#functions.clear();
+    for (const [n, fn] of [...first, ...rest]) this.#functions.set(n, fn);
+  }
+
+  /**
+   * A start-up's build of one file: the cached one when nothing it was made from changed
+   * (with the load checks made of it), else a fresh one, recorded for the next start.
+   */
+  async #startBuild(name: string, file: string): Promise<Build> {
+    const cached = await this.#cache?.lookup(name, file);
+    if (cached) {
+      this.#cachedChecks.set(name, { version: cached.build.version, checks: cached.checks });
+      return cached.build;
+    }
+    return this.#freshBuild(name, file);
+  }
+
+  /** Bundles a file with esbuild and records the bundle for the next start (in the background). */
+  async #freshBuild(name: string, file: string): Promise<Build> {
+    const startedAt = Date.now();
+    const build = await buildFunction(file, name);
+    const cache = this.#cache;
+    if (cache) {
+      // After the cache dir exists with its .gitignore, so the record is never committed.
+      void this.#prepareCache().then(
+        () => cache.store(name, file, build, startedAt),
+        () => {},
+      );
+    }
+    return build;
+  }
+
   /** Bundles and deploys one file. New streams go to the new version; running ones finish on theirs. */
   deploy(file: string): Promise<DeployedFunction> {
     const name = functionNameOf(file);
     if (!name) return Promise.reject(new StreamfnError("INVALID_FUNCTION", `${file} is not a function file name`));
-    return this.#serial(name, async () => this.#deployBuild(name, file, await buildFunction(file, name)));
+    return this.#serial(name, async () => this.#deployBuild(name, file, await this.#freshBuild(name, file)));
   }
 
   /** Takes a function away: no new streams; running ones finish on their version. */
@@ -346,6 +467,7 @@ export class Registry implements FunctionCatalog {
     this.#functions.clear();
     await Promise.all(pools.map((p) => p.close()));
     await this.#removeBundles();
+    await this.#cache?.flush();
   }
 
   /**
@@ -403,7 +525,7 @@ export class Registry implements FunctionCatalog {
       }
       let build: Build;
       try {
-        build = await buildFunction(file, name);
+        build = await this.#freshBuild(name, file);
       } catch (err) {
         this.#remember(name, file, undefined, err);
         this.#refreshWatch();
@@ -594,8 +716,8 @@ export class Registry implements FunctionCatalog {
       return existing;
     }
     // Code the operator marked for process isolation is not loaded into a thread even to be checked.
-    const probeKind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
-    const { options: own, sources } = await probeFunction(bundle.path, name, probeKind);
+    const probeKind = this.#probeKind(name);
+    const { options: own, sources } = await this.#check(name, source, bundle, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
     try {
@@ -621,6 +743,32 @@ export class Registry implements FunctionCatalog {
     return fn;
   }
 
+  /**
+   * The function's own options, from loading the bundle in a throwaway sandbox, or from the
+   * check an earlier run made of this very bundle in the same kind of sandbox.
+   */
+  async #check(name: string, source: FunctionSource, bundle: Bundle, kind: SandboxKind): Promise<FunctionCheck> {
+    const cached = source === "file" ? this.#cachedChecks.get(name) : undefined;
+    const known = cached?.version === bundle.version ? cached.checks[kind] : undefined;
+    if (known && known.options !== undefined) {
+      try {
+        return validateCheck(known.options, known.sources, name);
+      } catch {
+        // A damaged record: the check is made again (and recorded anew).
+      }
+    }
+    const batched = source === "file" && kind === "thread" ? this.#batchChecks.get(name) : undefined;
+    let own: FunctionCheck | undefined;
+    if (batched?.version === bundle.version) {
+      const reported = (await batched.options) as { options: unknown; sources: unknown } | undefined;
+      // Failed in the batch: checked alone below, for its own error (or, if it passes alone, its options).
+      if (reported !== undefined) own = validateCheck(reported.options, reported.sources, name);
+    }
+    own ??= await probeFunction(bundle.path, name, kind);
+    if (source === "file") void this.#cache?.storeCheck(name, bundle.version, kind, own);
+    return own;
+  }
+
   #bundleInUse(path: string): boolean {
     if (this.#loading.has(path)) return true;
     for (const fn of this.#functions.values()) {
@@ -644,6 +792,20 @@ export class Registry implements FunctionCatalog {
     };
     pool.drain();
   }
+}
+
+/** `task` over `items`, at most `limit` at a time; results in the order of `items`. */
+async function inBatches<T, R>(items: T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await task(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
 }
 
 /** The stored uploads, sorted; none when the folder does not exist yet. */

@@ -64,6 +64,12 @@ export interface ServerOptions {
    * MiB and no CPU; a cold start on one skips booting Node in a thread.
    */
   spareThreads?: number;
+  /**
+   * Spare threads already booting, handed over (the server closes them): a command line starts
+   * them before it loads the server, so their boot overlaps the loading. Takes the place of
+   * `spareThreads`.
+   */
+  spares?: SpareThreads;
   /** WebSocket keep-alive ping interval; a peer that misses a ping is disconnected. Default 30 000; 0 disables. */
   pingIntervalMs?: number;
   /** Options under every function's own. */
@@ -71,6 +77,11 @@ export interface ServerOptions {
   /** Per function, over its own options. */
   overrides?: Record<string, StreamFunctionOptions>;
   cacheDir?: string;
+  /**
+   * Reuse the bundles and load checks of function files unchanged since an earlier run
+   * (kept in `<cacheDir>/build-cache`). Default true.
+   */
+  buildCache?: boolean;
   /** How long ended stream ids are remembered for late-event rejection. */
   endedRetentionMs?: number;
   /** Outputs kept per stream for subscribers that resume (router option outputRetention). Default 128. */
@@ -99,6 +110,9 @@ export interface ServerOptions {
   /** With `watch`: called with each watched file whose changes settled, before its functions are rebuilt (even when no bundle changes). */
   onWatchedChange?: (path: string) => void;
 }
+
+/** How long after listening the metrics registry loads, unless a scrape asks for it first. */
+const kMetricsLoadDelayMs = 1_000;
 
 /** One process serving a directory of functions: registry, pools, router and gateway wired together. */
 export class StreamfnServer {
@@ -133,11 +147,12 @@ export class StreamfnServer {
       liveStreams: () => this.table.live(),
       functions: () => this.registry.functions(),
     });
-    this.spares = new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
+    this.spares = options.spares ?? new SpareThreads(options.spareThreads ?? 1, options.defaults?.memoryMb ?? kDefaultOptions.memoryMb);
     this.registry = new Registry({
       spares: this.spares,
       dir: options.functionsDir,
       cacheDir: options.cacheDir,
+      buildCache: options.buildCache,
       defaults: options.defaults,
       overrides: options.overrides,
       observer: composePoolObservers(this.metrics.poolObserver, instanceLogObserver(this.logger), options.poolObserver),
@@ -202,9 +217,11 @@ export class StreamfnServer {
       // serialized per function and a content hash already served is not deployed twice.
       const logger = server.logger;
       if (options.watch) server.registry.watch((change) => logRegistryChange(logger, change), options.onWatchedChange);
-      const { deployed, failed, skipped } = await server.registry.loadAll();
+      const { deployed, failed, skipped, cached } = await server.registry.loadAll();
       const versions = new Map(server.registry.functions().map((f) => [f.name, f.current?.version]));
-      for (const name of deployed) logger.info({ fn: name, version: versions.get(name) }, "deployed");
+      for (const name of deployed) {
+        logger.info({ fn: name, version: versions.get(name), ...(cached.includes(name) ? { cached: true } : {}) }, "deployed");
+      }
       for (const f of skipped) logger.info({ fn: f.name, file: f.file }, f.message);
       for (const f of failed) {
         logger.error({ fn: functionNameOf(f.file), file: f.file, code: f.error.code, message: f.error.message }, "deploy failed");
@@ -224,6 +241,8 @@ export class StreamfnServer {
         "listening",
       );
       if (!tokens && !isLoopbackHost(options.host ?? "127.0.0.1")) logInsecure(logger, options.host!);
+      // prom-client (and the process metrics it samples) is not needed to serve a first stream.
+      server.metrics.loadSoon(kMetricsLoadDelayMs);
     } catch (err) {
       // Instances and the watcher started so far must not outlive a server that never listened.
       await server.connectors.close();

@@ -6,6 +6,8 @@ import type { StreamFunctionOptions } from "../../api/types.js";
 import type { StreamfnServer, ServerOptions } from "../../server/server.js";
 import type { ServerLogger } from "../../server/logger.js";
 import type { RateLimits } from "../../auth/rate-limits.js";
+import type { SpareThreads } from "../../instances/spare-threads.js";
+import { kDefaultOptions } from "../../api/options.js";
 import { applySetting, parseCount, parseLimit, parseMs, parsePort, readConfigFile, unknownFunctionWarnings } from "../config.js";
 import type { FunctionSetting } from "../config.js";
 import { collect, selfCommand, withExample } from "../util.js";
@@ -47,6 +49,7 @@ export function addServeFlags(cmd: Command): Command {
     .option("--insecure", "listen on a non-loopback --host without any token")
     .option("-c, --config <file>", "JSON config file (port, host, token, auth, insecure, limits, defaults, functions, mqtt, nats, sources)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .option("--no-build-cache", "bundle and check every function at start, not reusing what an earlier run made of unchanged files")
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .option(
       "--grace-ms <ms>",
@@ -96,6 +99,7 @@ export interface ServeFlags extends LimitFlags {
   set: string[];
   watch: boolean;
   spareThreads: number;
+  buildCache: boolean;
   graceMs?: number;
   mqtt?: string;
   mqttUsername?: string;
@@ -126,10 +130,35 @@ export async function startFromFlags(
     const fn = applySetting(s, defaults, overrides);
     if (fn) named.push({ name: fn, where: `--set ${s}` });
   }
+  // The spare threads boot (on another core) while this thread loads the server.
+  const { SpareThreads } = await import("../../instances/spare-threads.js");
+  const memoryMb = typeof defaults.memoryMb === "number" ? defaults.memoryMb : kDefaultOptions.memoryMb;
+  const spares = new SpareThreads(opts.spareThreads, memoryMb);
+  let server: StreamfnServer;
+  try {
+    server = await startServer(dir, opts, cfg, defaults, overrides, spares, extra);
+  } catch (err) {
+    await spares.close();
+    throw err;
+  }
+  const served = server.registry.functions().filter((f) => f.current).map((f) => f.name);
+  for (const w of unknownFunctionWarnings(named, served)) warn(w);
+  return server;
+}
+
+async function startServer(
+  dir: string,
+  opts: ServeFlags,
+  cfg: ReturnType<typeof readConfigFile>,
+  defaults: Record<string, unknown>,
+  overrides: Record<string, Record<string, unknown>>,
+  spares: SpareThreads,
+  extra: Partial<ServerOptions>,
+): Promise<StreamfnServer> {
   const { StreamfnServer } = await import("../../server/server.js");
   const { loadAuth } = await import("../../auth/auth-config.js");
   const { mergeLimits } = await import("../../auth/rate-limits.js");
-  const server = await StreamfnServer.start({
+  return StreamfnServer.start({
     functionsDir: dir,
     port: opts.port ?? cfg.port ?? 8080,
     host: opts.host ?? cfg.host ?? "127.0.0.1",
@@ -140,7 +169,8 @@ export async function startFromFlags(
     defaults: defaults as StreamFunctionOptions,
     overrides: overrides as Record<string, StreamFunctionOptions>,
     watch: opts.watch,
-    spareThreads: opts.spareThreads,
+    spares,
+    buildCache: opts.buildCache,
     graceMs: opts.graceMs ?? cfg.graceMs ?? kDefaultGraceMs,
     connectors: {
       mqtt: opts.mqtt ?? cfg.mqtt,
@@ -151,9 +181,6 @@ export async function startFromFlags(
     },
     ...extra,
   });
-  const served = server.registry.functions().filter((f) => f.current).map((f) => f.name);
-  for (const w of unknownFunctionWarnings(named, served)) warn(w);
-  return server;
 }
 
 /**
