@@ -82,6 +82,31 @@ describe("the build cache", () => {
     }
   });
 
+  it("a function's broker sources come back with its cached check", async () => {
+    const withSources = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  sources: [{ mqtt: "sensors/+/burst", output: { topic: "alerts/{streamId}" } }],
+  async *handler(events) { for await (const e of events) yield e; },
+});
+`;
+    const first = await startWith({ "src.ts": withSources });
+    try {
+      const sourcesOf = (t: TestServer) => [...t.server.registry.functions()].find((f) => f.name === "src")?.sources;
+      const expected = sourcesOf(first);
+      assert.equal(expected?.length, 1);
+      await first.server.close();
+      const { t, line } = await restart(first.dir, "src");
+      try {
+        assert.equal(line.cached, true, t.logText());
+        assert.deepEqual(sourcesOf(t), expected);
+      } finally {
+        await t.server.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
   it("bundles and checks again a function whose file changed", async () => {
     const first = await startWith({ "f.ts": fn("e") });
     try {
@@ -171,9 +196,10 @@ describe("the build cache", () => {
       await r.t.server.close();
 
       // A recorded check with options no function may have: checked again in a sandbox.
-      const entry = JSON.parse(await readFile(entryPath, "utf8")) as { checks: Record<string, Record<string, unknown>> };
-      assert.equal(entry.checks.thread?.concurrency, 3);
-      entry.checks.thread = { concurrency: -1 };
+      const entry = JSON.parse(await readFile(entryPath, "utf8")) as { checks: Record<string, { options: Record<string, unknown>; sources: unknown[] }> };
+      assert.equal(entry.checks.thread?.options.concurrency, 3);
+      assert.deepEqual(entry.checks.thread?.sources, []);
+      entry.checks.thread = { options: { concurrency: -1 }, sources: [] };
       await writeFile(entryPath, JSON.stringify(entry));
       r = await restart(first.dir, "echo");
       try {

@@ -94,6 +94,7 @@ export class StreamfnMetrics {
   readonly #source: MetricsSource;
   readonly #counters = new Map<string, FunctionCounters>();
   /** Set for the duration of one scrape so every collect() reads the same state. */
+  readonly #extensions: ((registry: PromRegistry) => void | Promise<void>)[] = [];
   #snapshot: Map<string, FunctionSnapshot> | undefined;
 
   /** Calls the router makes; hand them to the Router (composed with any other observer). */
@@ -144,17 +145,27 @@ export class StreamfnMetrics {
    * it after it started (see `loadSoon`) or at the first scrape, whichever comes first.
    */
   load(): Promise<PromRegistry> {
-    this.#loading ??= import("prom-client").then((prom) => {
+    this.#loading ??= import("prom-client").then(async (prom) => {
       const registry = new prom.Registry();
       // The event-loop delay histogram samples on a timer. prom-client's default, every 10 ms,
       // wakes an idle server 100 times a second (~1% of a core here), against scale to zero's
       // "no instances, no work"; once a second keeps the metric and costs ~0.01%.
       prom.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
       this.#register(prom, registry);
+      for (const extend of this.#extensions) await extend(registry);
       this.#registry = registry;
       return registry;
     });
     return this.#loading;
+  }
+
+  /**
+   * Metrics of other parts (rate limits, connectors) join the registry when it loads, so they
+   * do not pull prom-client onto the start-up path either. `extend` may import lazily.
+   */
+  extend(extend: (registry: PromRegistry) => void | Promise<void>): void {
+    this.#extensions.push(extend);
+    if (this.#registry) void extend(this.#registry);
   }
 
   /** Loads the registry in `ms`, off the start-up's path (the timer does not hold the process). */

@@ -13,7 +13,6 @@ import { Gateway } from "../gateway/gateway.js";
 import { sendJson } from "../gateway/http-util.js";
 import { createHttpStreams } from "../gateway/http-streams.js";
 import { StreamfnMetrics } from "../metrics/metrics.js";
-import { registerRateLimitMetric } from "../metrics/read-metrics.js";
 import { Registry, functionNameOf } from "../registry/registry.js";
 import { SpareThreads } from "../instances/spare-threads.js";
 import { kDefaultOptions } from "../api/options.js";
@@ -23,7 +22,6 @@ import type { StreamTable } from "../router/stream-table.js";
 import type { PoolObserver } from "../instances/pool.js";
 import { Connectors, normalizeConnectorOptions } from "../connectors/connectors.js";
 import type { ConnectorOptions } from "../connectors/connectors.js";
-import { registerConnectorMetrics } from "../connectors/connector-metrics.js";
 import { composePoolObservers, composeRouterObservers } from "./observers.js";
 import { buildStatus } from "./status.js";
 import { LogFollowers } from "../logs/log-followers.js";
@@ -163,7 +161,10 @@ export class StreamfnServer {
     });
     this.table = this.router;
     this.connectors = new Connectors(this.table, this.registry, options.connectors ?? {}, this.logger);
-    registerConnectorMetrics(this.metrics.registry, () => this.connectors.status());
+    this.metrics.extend(async (registry) => {
+      const { registerConnectorMetrics } = await import("../connectors/connector-metrics.js");
+      registerConnectorMetrics(registry, () => this.connectors.status());
+    });
     const host = options.host ?? "127.0.0.1";
     const exposed = options.exposed ?? !isLoopbackHost(host);
     const auth = combineAuth(options.token, options.auth);
@@ -174,7 +175,11 @@ export class StreamfnServer {
       pingIntervalMs: options.pingIntervalMs,
     });
     this.gateway.streamHttp(createHttpStreams(this.table));
-    registerRateLimitMetric(this.metrics.registry, this.gateway.authorizer.limiter);
+    const limiter = this.gateway.authorizer.limiter;
+    this.metrics.extend(async (registry) => {
+      const { registerRateLimitMetric } = await import("../metrics/read-metrics.js");
+      registerRateLimitMetric(registry, limiter);
+    });
     registerLogRoutes(this.gateway, this.table, this.registry, this.logFollowers);
     this.dashboard = registerDashboard(this.gateway, {
       functions: () => this.registry.functions(),
