@@ -1,6 +1,7 @@
 import { connect as natsConnect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { StreamfnError } from "../api/errors.js";
+import { natsConnectError } from "./nats-errors.js";
 
 export interface ClusterLogger {
   info(obj: object, msg: string): void;
@@ -70,12 +71,7 @@ export async function connectCluster(options: ConnectOptions): Promise<NatsConne
       noAsyncTraces: true,
     });
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const name = err instanceof Error ? err.name : "";
-    if (name === "AuthorizationError" || /authoriz|authentic/i.test(message)) {
-      throw new StreamfnError("CLUSTER_AUTH_FAILED", `NATS server ${shown} refused the credentials: ${message}`, { cause: err });
-    }
-    throw new StreamfnError("CLUSTER_UNREACHABLE", `cannot connect to NATS server ${shown}: ${message}`, { cause: err });
+    throw natsConnectError(err, shown, { auth: "CLUSTER_AUTH_FAILED", unreachable: "CLUSTER_UNREACHABLE" });
   }
   void (async () => {
     for await (const s of nc.status()) {

@@ -141,3 +141,17 @@ export class GapClock {
     return this.#last ? { from: new Date(this.#last.from).toISOString(), ms: this.#last.ms } : null;
   }
 }
+
+/** A link's status from the parts every link keeps: its gap clock and its publish window. */
+export function linkStatus(broker: BrokerKind, url: string, connected: boolean, gaps: GapClock, window: PublishWindow): LinkStatus {
+  return {
+    broker,
+    url,
+    connected,
+    reconnects: gaps.reconnects,
+    lastGap: gaps.last,
+    pendingPublishes: window.pending,
+    published: window.published,
+    publishFailures: window.failures,
+  };
+}

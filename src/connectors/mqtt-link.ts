@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import mqtt from "mqtt";
 import type { IPublishPacket, MqttClient } from "mqtt";
 import { StreamfnError } from "../api/errors.js";
-import { GapClock, PublishWindow, parseSeqText, redactUrl } from "./link.js";
+import { GapClock, PublishWindow, linkStatus, parseSeqText, redactUrl } from "./link.js";
 import type { BrokerLink, LinkStatus, MessageHandler, PublishOptions } from "./link.js";
 import { topicMatches } from "./topics.js";
 
@@ -239,16 +239,7 @@ export class MqttLink implements BrokerLink {
   }
 
   status(): LinkStatus {
-    return {
-      broker: "mqtt",
-      url: this.url,
-      connected: this.connected,
-      reconnects: this.#gaps.reconnects,
-      lastGap: this.#gaps.last,
-      pendingPublishes: this.#window.pending,
-      published: this.#window.published,
-      publishFailures: this.#window.failures,
-    };
+    return linkStatus("mqtt", this.url, this.connected, this.#gaps, this.#window);
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,8 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { StreamfnError } from "../api/errors.js";
-import { GapClock, PublishWindow, parseSeqText, redactUrl } from "./link.js";
+import { natsConnectError } from "../cluster/nats-errors.js";
+import { GapClock, PublishWindow, linkStatus, parseSeqText, redactUrl } from "./link.js";
 import type { BrokerLink, InboundMessage, LinkStatus, MessageHandler, PublishOptions } from "./link.js";
 import type { ConnectorLogger } from "./mqtt-link.js";
 
@@ -119,12 +120,7 @@ export class NatsLink implements BrokerLink {
         noAsyncTraces: true,
       });
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      const name = err instanceof Error ? err.name : "";
-      if (name === "AuthorizationError" || /authoriz|authentic/i.test(message)) {
-        throw new StreamfnError("BROKER_AUTH_FAILED", `NATS server ${shown} refused the credentials: ${message}`, { cause: err });
-      }
-      throw new StreamfnError("BROKER_UNREACHABLE", `cannot connect to NATS server ${shown}: ${message}`, { cause: err });
+      throw natsConnectError(err, shown, { auth: "BROKER_AUTH_FAILED", unreachable: "BROKER_UNREACHABLE" });
     }
     return new NatsLink(shown, nc, options.logger, options.queueLimit ?? kNatsQueueLimit);
   }
@@ -214,16 +210,7 @@ export class NatsLink implements BrokerLink {
   }
 
   status(): LinkStatus {
-    return {
-      broker: "nats",
-      url: this.url,
-      connected: this.connected,
-      reconnects: this.#gaps.reconnects,
-      lastGap: this.#gaps.last,
-      pendingPublishes: this.#window.pending,
-      published: this.#window.published,
-      publishFailures: this.#window.failures,
-    };
+    return linkStatus("nats", this.url, this.connected, this.#gaps, this.#window);
   }
 
   async close(): Promise<void> {
