@@ -32,6 +32,8 @@ const kUsage = `usage: npm run bench -- [options]
   --starts N            warm starts measured per run (default 200; cold starts: N/10)
   --idle-streams N      concurrently open idle streams (default 10000)
   --concurrency N       stream slots per instance of the flow scenarios' function (default: the function's own, 64)
+  --tier T              isolation tier of the flow scenarios: thread, inline or both (default both: every flow
+                        is measured on the thread tier and again on the inline tier, each beside the reference)
   --no-reference        skip the inline ws reference server (run by default after each flow)
   --profile             run the server under --cpu-prof and print its hottest functions
   --write / --no-write  update docs/benchmarks.md (default: write, except with --quick)
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     starts: { type: "string" },
     "idle-streams": { type: "string" },
     concurrency: { type: "string" },
+    tier: { type: "string", default: "both" },
     profile: { type: "boolean", default: false },
     "no-reference": { type: "boolean", default: false },
     write: { type: "boolean" },
@@ -98,6 +101,7 @@ const config: BenchConfig = {
   idleStreams: int("idle-streams", quick ? 1000 : 10_000),
   concurrency: args.concurrency === undefined ? undefined : int("concurrency", 16),
   payloads: payloadKinds(args.payload),
+  tiers: tierList(args.tier),
   reference: !args["no-reference"],
   scenarios: scenarioList(args.only),
 };
@@ -122,7 +126,9 @@ log(`runs ${config.runs}; scenarios ${config.scenarios.join(", ")}; payloads ${c
 const fn = await loadFunction(join(functionsDir, "echo.ts"), "echo");
 const server = await ServerHandle.start(functionsDir, cacheDir, {
   nodeFlags: profileDir ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${profileDir}`] : [],
-  overrides: config.concurrency ? { echo: { concurrency: config.concurrency } } : {},
+  overrides: config.concurrency
+    ? { echo: { concurrency: config.concurrency }, "echo-inline": { concurrency: config.concurrency } }
+    : {},
 });
 log(`server pid ${server.pid} on port ${server.port}`);
 
@@ -136,10 +142,15 @@ try {
   for (let run = 1; run <= config.runs; run++) {
     const tag = `[run ${run}/${config.runs}]`;
     for (const kind of config.payloads) {
-      if (has("latency")) record(`latency-${kind}`, await flow(tag, `latency-${kind}`, 1, config.latencyEvents, 1, kind));
-      if (has("rtt")) record(`rtt-${kind}`, await flow(tag, `rtt-${kind}`, config.streams, config.events, 1, kind));
-      if (has("throughput")) {
-        record(`throughput-${kind}`, await flow(tag, `throughput-${kind}`, config.streams, config.tputEvents, config.window, kind));
+      for (const tier of config.tiers) {
+        const fnName = tier === "inline" ? "echo-inline" : "echo";
+        const suffix = tier === "inline" ? "-inline" : "";
+        const key = (scenario: string): string => `${scenario}-${kind}${suffix}`;
+        if (has("latency")) record(key("latency"), await flow(tag, key("latency"), fnName, 1, config.latencyEvents, 1, kind));
+        if (has("rtt")) record(key("rtt"), await flow(tag, key("rtt"), fnName, config.streams, config.events, 1, kind));
+        if (has("throughput")) {
+          record(key("throughput"), await flow(tag, key("throughput"), fnName, config.streams, config.tputEvents, config.window, kind));
+        }
       }
     }
     if (has("warm")) (starts.warm ??= []).push(await warmStarts(tag));
@@ -189,9 +200,11 @@ async function warmUp(): Promise<void> {
   for (const kind of config.payloads) {
     // Both pipelined and one-in-flight shapes: they exercise different paths.
     for (const [streams, events, window] of [[config.streams, 200, 16], [config.streams, 100, 1], [1, 500, 1]] as const) {
-      const producers = await connectMany(() => `${server.wsBase}/echo/streams`, streams, 50);
-      await runFlow(producers, events, window, payloads[kind], untimed);
-      await Promise.all(producers.map((p) => p.end()));
+      for (const tier of config.tiers) {
+        const producers = await connectMany(() => `${server.wsBase}/${tier === "inline" ? "echo-inline" : "echo"}/streams`, streams, 50);
+        await runFlow(producers, events, window, payloads[kind], untimed);
+        await Promise.all(producers.map((p) => p.end()));
+      }
       await runFloor(fn, streams, events, floorEvents[kind]);
       if (config.reference) {
         const inline = await connectMany(() => server.inlineUrl, streams, 50);
@@ -206,9 +219,9 @@ async function warmUp(): Promise<void> {
  * One flow measurement: the floor with the same shape, then the served run over WebSocket,
  * with the server's CPU and memory read right before the first send and after the last output.
  */
-async function flow(tag: string, name: string, streams: number, eventsPerStream: number, window: number, kind: "json" | "binary"): Promise<FlowFigures> {
+async function flow(tag: string, name: string, fnName: string, streams: number, eventsPerStream: number, window: number, kind: "json" | "binary"): Promise<FlowFigures> {
   const floor = await runFloor(fn, streams, eventsPerStream, floorEvents[kind]);
-  const served = await measure(() => `${server.wsBase}/echo/streams`, streams, eventsPerStream, window, kind);
+  const served = await measure(() => `${server.wsBase}/${fnName}/streams`, streams, eventsPerStream, window, kind);
   const reference = config.reference ? await measure(() => server.inlineUrl, streams, eventsPerStream, window, kind) : undefined;
   const figures = flowFigures(served, floor, reference);
   log(
@@ -451,6 +464,13 @@ function int(name: keyof typeof args, fallback: number): number {
     process.exit(2);
   }
   return n;
+}
+
+function tierList(raw: string | undefined): ("thread" | "inline")[] {
+  if (raw === "both" || raw === undefined) return ["thread", "inline"];
+  if (raw === "thread" || raw === "inline") return [raw];
+  console.error(`--tier must be thread, inline or both, got ${raw}`);
+  process.exit(2);
 }
 
 function payloadKinds(raw: string | undefined): ("json" | "binary")[] {

@@ -16,6 +16,7 @@ export interface BenchConfig {
   /** Stream slots per instance for the flow scenarios, when set on the command line. */
   concurrency: number | undefined;
   payloads: ("json" | "binary")[];
+  tiers: ("thread" | "inline")[];
   /** Whether each flow was also run against the inline ws reference server. */
   reference: boolean;
   scenarios: string[];

@@ -35,7 +35,7 @@ describe("--set option=value", () => {
       ["concurrency=0", /"concurrency" must be an integer >= 1, got 0/],
       ["idleTimeoutMs=soon", /"idleTimeoutMs" must be an integer/],
       ["idleTimeoutMs=1.5", /"idleTimeoutMs" must be an integer/],
-      ["sandbox=vm", /sandbox must be "thread" or "process"/],
+      ["sandbox=vm", /sandbox must be "thread", "process" or "inline"/],
       ["replay=1", /replay must be true or false, got 1/],
       ["replay=yes", /replay must be true or false, got "yes"/],
     ];

@@ -64,10 +64,10 @@ export function validateOptions(input: unknown, where: string): StreamFunctionOp
     }
     if (value === undefined) continue;
     if (key === "sandbox") {
-      if (value !== "thread" && value !== "process") {
+      if (value !== "thread" && value !== "process" && value !== "inline") {
         throw new StreamfnError(
           "INVALID_OPTIONS",
-          `${where}: sandbox must be "thread" or "process", got ${JSON.stringify(value)}`,
+          `${where}: sandbox must be "thread", "process" or "inline", got ${JSON.stringify(value)}`,
         );
       }
       out[key] = value;

@@ -7,9 +7,11 @@ export type EndReason = "end" | "idle" | "max-duration" | "max-events" | "discon
  * `thread`: a worker thread with its own V8 heap (fast to start, binary events moved without
  * copying). `process`: a child process under Node's permission model (no file writes, no
  * child processes or threads, reads only the runtime and the function's directory), for code
- * trusted less than the platform.
+ * trusted less than the platform. `inline`: on the server's own thread, with no isolation at all
+ * (no heap limit, no recovery from a blocked loop, the server's environment), for code trusted as
+ * much as the server: it saves the thread hop each event and output pays otherwise.
  */
-export type SandboxKind = "thread" | "process";
+export type SandboxKind = "thread" | "process" | "inline";
 
 /** Per-function settings. Every one can also be set or overridden by server configuration. */
 export interface StreamFunctionOptions {
@@ -45,7 +47,7 @@ export interface StreamFunctionOptions {
   memoryMb?: number;
   /** An instance whose event loop does not answer for this long is recycled. Default 10 000. */
   unresponsiveMs?: number;
-  /** Sandbox kind for instances: `thread` (default) or `process`. */
+  /** Sandbox kind for instances: `thread` (default), `process` or `inline` (see SandboxKind). */
   sandbox?: SandboxKind;
   /**
    * Cluster mode: whether a stream whose worker was lost may be run again from its first event

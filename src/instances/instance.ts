@@ -75,6 +75,11 @@ export class Instance {
   #scheduled = false;
   #heartbeat: NodeJS.Timeout | undefined;
   #pingOutstandingSince = 0;
+  /**
+   * When a queued batch goes: at the next turn for a sandbox on another thread (one message
+   * carries a whole turn's events), at the end of the current task for one on this thread.
+   */
+  readonly #later: (cb: () => void) => void;
 
   constructor(
     spec: { bundlePath: string; functionName: string; options: ResolvedOptions; spares?: SpareThreads | undefined },
@@ -89,6 +94,7 @@ export class Instance {
       memoryMb: spec.options.memoryMb,
       spares: spec.spares,
     });
+    this.#later = this.#sandbox.sharesThread ? queueMicrotask : setImmediate;
     this.#sandbox.onBatch = (batch) => this.#onBatch(batch);
     this.#sandbox.onExit = (exit) => this.#die(this.state === "starting" ? { ...exit, code: "FUNCTION_LOAD_FAILED" } : exit);
     this.ready = new Promise<void>((resolve, reject) => {
@@ -172,7 +178,7 @@ export class Instance {
     this.#acks.set(sid, n);
     if (n >= kAckFlushAt && !this.#scheduled) {
       this.#scheduled = true;
-      setImmediate(this.#flush);
+      this.#later(this.#flush);
     }
   }
 
@@ -199,7 +205,7 @@ export class Instance {
     this.#ops.push(op);
     if (this.#scheduled) return;
     this.#scheduled = true;
-    setImmediate(this.#flush);
+    this.#later(this.#flush);
   }
 
   readonly #flush = (): void => {

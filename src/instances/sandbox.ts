@@ -28,6 +28,11 @@ export interface Sandbox {
    * a sandbox that can tell (see OutputJournal); read when the instance gives up on it.
    */
   unsent(): JournalRecord[];
+  /**
+   * The sandbox runs on the router's thread (the inline tier): batches are best posted at the
+   * end of the current task, not batched up to the next turn, since no thread waits for them.
+   */
+  readonly sharesThread?: boolean;
 }
 
 export interface SandboxSpec {

@@ -19,7 +19,9 @@ export type ToSandbox =
   | { k: "kill"; s: number; e: ErrorRecord }
   /** Credits for outputs the router has delivered. */
   | { k: "ack"; s: number; n: number }
-  | { k: "ping"; t: number };
+  | { k: "ping"; t: number }
+  /** The inline sandbox is going away: every handler still running stops (a thread or process just ends). */
+  | { k: "stop" };
 
 /** Sandbox → router. */
 export type FromSandbox =

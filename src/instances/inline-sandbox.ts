@@ -1,0 +1,72 @@
+import type { EventLoopUtilization } from "node:perf_hooks";
+import type { JournalRecord } from "../runtime/output-journal.js";
+import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
+import { runSandbox } from "../runtime/sandbox-runtime.js";
+import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
+
+const kNoLoad: EventLoopUtilization = Object.freeze({ idle: 0, active: 0, utilization: 0 });
+
+/**
+ * The `inline` tier: the sandbox runtime on the router's own thread. Events and outputs are
+ * handed over as plain calls (no thread messages, no copies, no wake-ups), so a stream costs
+ * about what a handler called from a socket's message callback costs. It isolates nothing: the
+ * function shares the server's heap, event loop and environment, so a handler that blocks the
+ * loop stalls every stream of the server, and a throw from a timer it left behind reaches the
+ * server's process. For functions the operator trusts as much as the server itself.
+ */
+export class InlineSandbox implements Sandbox {
+  readonly sharesThread = true;
+  onBatch: (batch: FromSandbox[]) => void = () => {};
+  onExit: (exit: SandboxExit) => void = () => {};
+  #deliver: ((batch: ToSandbox[]) => void) | undefined;
+  /** Batches sent before the runtime listened (the module still loading). */
+  #held: ToSandbox[][] = [];
+  #stopped = false;
+
+  constructor(spec: SandboxSpec) {
+    const port = {
+      init: { bundlePath: spec.bundlePath, functionName: spec.functionName },
+      postMessage: (batch: FromSandbox[]) => {
+        if (!this.#stopped) this.onBatch(batch);
+      },
+      onMessage: (handler: (batch: ToSandbox[]) => void) => {
+        this.#deliver = handler;
+        const held = this.#held;
+        this.#held = [];
+        for (const b of held) handler(b);
+      },
+    };
+    runSandbox(port).catch((err: unknown) => {
+      if (this.#stopped) return;
+      this.#stopped = true;
+      const message = err instanceof Error ? err.message : String(err);
+      this.onExit({ code: "FUNCTION_LOAD_FAILED", message: `the function failed to load: ${message}` });
+    });
+  }
+
+  post(batch: ToSandbox[]): void {
+    if (this.#stopped) return;
+    if (this.#deliver) this.#deliver(batch);
+    else this.#held.push(batch);
+  }
+
+  eventLoopUtilization(): EventLoopUtilization {
+    // Every inline instance runs on the server's one loop: another instance would not add a
+    // core, so placement must not start one for load (it would for a busy thread).
+    return kNoLoad;
+  }
+
+  unsent(): JournalRecord[] {
+    return []; // every output is handed over the moment it is yielded
+  }
+
+  terminate(): Promise<void> {
+    if (!this.#stopped) {
+      // The handlers still running here stop with their streams: their pending `next()`
+      // rejects and `ctx.signal` fires, as when a thread is terminated under them.
+      this.#deliver?.([{ k: "stop" }]);
+      this.#stopped = true;
+    }
+    return Promise.resolve();
+  }
+}
