@@ -26,6 +26,7 @@ export class InlineSandbox implements Sandbox {
   constructor(spec: SandboxSpec) {
     const port = {
       init: { bundlePath: spec.bundlePath, functionName: spec.functionName },
+      direct: true,
       postMessage: (batch: FromSandbox[]) => {
         if (!this.#stopped) this.onBatch(batch);
       },

@@ -12,6 +12,7 @@ export type EventOp = Extract<ToSandbox, { k: "ev" }>;
 
 /** Pending output credits of one stream that make a batch go without waiting for other traffic. */
 const kAckFlushAt = kOutputWindow >> 1;
+const kNoTransfer: ArrayBuffer[] = [];
 
 /** The router's side of one stream bound to an instance slot. */
 export interface SlotTenant {
@@ -80,6 +81,8 @@ export class Instance {
    * carries a whole turn's events), at the end of the current task for one on this thread.
    */
   readonly #later: (cb: () => void) => void;
+  /** The sandbox shares this thread (Sandbox.sharesThread). */
+  readonly #direct: boolean;
 
   constructor(
     spec: { bundlePath: string; functionName: string; options: ResolvedOptions; spares?: SpareThreads | undefined },
@@ -94,7 +97,8 @@ export class Instance {
       memoryMb: spec.options.memoryMb,
       spares: spec.spares,
     });
-    this.#later = this.#sandbox.sharesThread ? queueMicrotask : setImmediate;
+    this.#direct = this.#sandbox.sharesThread === true;
+    this.#later = this.#direct ? queueMicrotask : setImmediate;
     this.#sandbox.onBatch = (batch) => this.#onBatch(batch);
     this.#sandbox.onExit = (exit) => this.#die(this.state === "starting" ? { ...exit, code: "FUNCTION_LOAD_FAILED" } : exit);
     this.ready = new Promise<void>((resolve, reject) => {
@@ -159,6 +163,12 @@ export class Instance {
 
   /** Sends one event. A binary payload (an ArrayBuffer) is moved, not copied: the caller must not touch it again. */
   event(op: EventOp): void {
+    if (this.#direct && this.#ops.length === 0) {
+      // On this thread an event is handed over at once: it only queues for the handler (whose
+      // `next()` settles in a later microtask), so no user code runs inside the caller.
+      this.#sandbox.post([op], kNoTransfer);
+      return;
+    }
     if (op.b === 1) this.#transfer.push(op.d as ArrayBuffer);
     this.#queue(op);
   }

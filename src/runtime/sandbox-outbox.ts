@@ -39,29 +39,41 @@ export class SandboxOutbox {
   readonly #refused: (s: number, error: ErrorRecord) => void;
   readonly #journal: OutputJournal | undefined;
   readonly #reportLoad: boolean;
+  readonly #direct: boolean;
   #loadReportedAt = 0;
 
   /** `refused` hears of a stream whose output could not be cloned; it must end that stream. */
   /** `reportLoad`: a child process, whose event-loop utilization rides along with its batches. */
+  /** `direct`: the port is a call into the router on this thread (SandboxPort.direct): no batching. */
   constructor(
     port: Pick<MessagePort, "postMessage">,
     refused: (s: number, error: ErrorRecord) => void,
     journal?: OutputJournal,
     reportLoad = false,
+    direct = false,
   ) {
     this.#port = port;
     this.#refused = refused;
     this.#journal = journal;
     this.#reportLoad = reportLoad;
+    this.#direct = direct;
   }
 
   send(op: FromSandbox): void {
+    if (this.#direct) {
+      this.#port.postMessage([op]);
+      return;
+    }
     this.#ops.push(op);
     this.#schedule();
   }
 
   /** An output, `n`-th of stream `s`; `t` is the arrival stamp of the event the handler held. */
   output(s: number, n: number, d: string | Uint8Array, t: number): void {
+    if (this.#direct) {
+      this.#port.postMessage([{ k: "out", s, d, t }]);
+      return;
+    }
     const journal = this.#journal;
     if (journal) {
       if (!journal.record(s, n, t, d)) {
@@ -84,6 +96,10 @@ export class SandboxOutbox {
   }
 
   pull(s: number, n: number): void {
+    if (this.#direct) {
+      this.#port.postMessage([{ k: "pull", s, n }]);
+      return;
+    }
     this.#pulls.set(s, (this.#pulls.get(s) ?? 0) + n);
     this.#schedule();
   }

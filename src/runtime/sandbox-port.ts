@@ -11,6 +11,11 @@ export interface SandboxPort {
    * message is written (a thread's `error` event carries the error itself).
    */
   fatal?(message: string): Promise<void>;
+  /**
+   * The router is on this thread and `postMessage` is a plain call (the inline tier): nothing
+   * is gained by batching, so every record goes at once.
+   */
+  readonly direct?: boolean;
 }
 
 export const kInitEnv = "STREAMFN_SANDBOX_INIT";

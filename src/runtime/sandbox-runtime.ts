@@ -42,7 +42,9 @@ function serializeOutput(value: unknown, n: number): string | Uint8Array {
   if (value instanceof Uint8Array) return value;
   let json: string | undefined;
   try {
-    json = JSON.stringify(value, refuseLossy);
+    // A replacer costs a call from JSON.stringify into JS per key; most outputs are plain data,
+    // which one walk here proves, and only the rest pay for the replacer's checks.
+    json = isPlainJson(value, 0) ? JSON.stringify(value) : JSON.stringify(value, refuseLossy);
   } catch (err) {
     throw new OutputRefused({
       code: "OUTPUT_NOT_SERIALIZABLE",
@@ -50,6 +52,38 @@ function serializeOutput(value: unknown, n: number): string | Uint8Array {
     });
   }
   return json ?? "null";
+}
+
+/** Deepest nesting the plain-data walk follows; anything deeper (or a cycle) takes the replacer. */
+const kPlainDepth = 32;
+
+/**
+ * True when `value` holds only strings, numbers, booleans, null, undefined, arrays and objects
+ * without `toJSON`, at most kPlainDepth deep: what JSON.stringify turns into text with nothing
+ * lost that refuseLossy would refuse. False means "not proven", never "lossy".
+ */
+function isPlainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+    case "undefined":
+      return true;
+    case "object":
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth >= kPlainDepth) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], depth + 1)) return false;
+    return true;
+  }
+  const obj = value as Record<string, unknown>;
+  if (typeof obj.toJSON === "function" || typeof obj.then === "function") return false;
+  for (const key in obj) if (!isPlainJson(obj[key], depth + 1)) return false;
+  return true;
 }
 
 function refuseLossy(this: unknown, key: string, value: unknown): unknown {
@@ -79,6 +113,7 @@ export async function runSandbox(port: SandboxPort): Promise<void> {
     },
     init.journal ? new OutputJournal(init.journal) : undefined,
     port.fatal !== undefined, // a child process: no parent can read its event loop
+    port.direct === true,
   );
 
   let fn: StreamFunction;
