@@ -6,11 +6,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fnSource } from "./helpers/contract-util.js";
-import { forEachSandbox, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
+import { forEachSandbox, isolatedOnly, notOnCluster, startContractTarget } from "./helpers/contract-target.js";
 import type { ContractTarget } from "./helpers/contract-target.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 import type { Rec } from "./helpers/ws-client.js";
+
+/** Why the inline tier skips the tests of a blocked event loop. */
+const kBlocks = "a handler that blocks the loop blocks the server itself: nothing is left to recycle it";
+
+/** The first skip that applies, for a test two conditions may rule out. */
+function skipUnless(...options: { skip: string | false }[]): { skip: string | false } {
+  return { skip: options.find((o) => o.skip)?.skip ?? false };
+}
 
 // Echoes events; an event naming a misdeed makes the handler commit it.
 const misbehaving = (options: string): string =>
@@ -173,7 +181,7 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     assert.deepEqual(c.outputs(), ["a"]);
   });
 
-  it("a CPU-stuck handler gets its instance recycled; its other streams fail clearly; new streams work", notOnCluster("instance ids live in the worker; the gateway's status does not show them"), async () => {
+  it("a CPU-stuck handler gets its instance recycled; its other streams fail clearly; new streams work", skipUnless(notOnCluster("instance ids live in the worker; the gateway's status does not show them"), isolatedOnly(sandbox, kBlocks)), async () => {
     const stuck = await open(t, "spinner", "spin-a");
     const neighbour = await open(t, "spinner", "spin-b");
     await echoed(stuck, "x");
@@ -200,7 +208,7 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     );
   });
 
-  it("a handler that runs out of memory fails its instance's streams with INSTANCE_OUT_OF_MEMORY; the server goes on", notOnCluster("instance ids live in the worker; the gateway's status does not show them"), async () => {
+  it("a handler that runs out of memory fails its instance's streams with INSTANCE_OUT_OF_MEMORY; the server goes on", skipUnless(notOnCluster("instance ids live in the worker; the gateway's status does not show them"), isolatedOnly(sandbox, "the function shares the server's heap: there is no instance heap limit to hit")), async () => {
     const hog = await open(t, "hog", "hog-a");
     const neighbour = await open(t, "hog", "hog-b");
     await echoed(hog, "x");
@@ -225,7 +233,7 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     assert.equal((await other.waitEnd()).status, "completed");
   });
 
-  it("streams waiting for the one instance of a function proceed on a fresh instance after it is recycled", async () => {
+  it("streams waiting for the one instance of a function proceed on a fresh instance after it is recycled", isolatedOnly(sandbox, kBlocks), async () => {
     const stuck = await open(t, "single", "single-a");
     await echoed(stuck, "x");
     const waiting = await open(t, "single", "single-b");
@@ -241,7 +249,7 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     assert.deepEqual(waiting.outputs(), ["queued", "done"]);
   });
 
-  it("outputs a handler yielded before it blocked its instance reach the producer, numbered, before the error", async () => {
+  it("outputs a handler yielded before it blocked its instance reach the producer, numbered, before the error", isolatedOnly(sandbox, kBlocks), async () => {
     // Stream b waits for the one slot with "a" and "spin" queued: once a's stream ends they go to
     // the instance in one batch, so the handler yields "a" and spins in the same turn.
     const holder = await open(t, "single", "lossless-a");
@@ -262,7 +270,7 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     assert.equal(status?.outputs, 1);
   });
 
-  it("outputs yielded just before a CPU loop in the same step reach the producer, all of them", async () => {
+  it("outputs yielded just before a CPU loop in the same step reach the producer, all of them", isolatedOnly(sandbox, kBlocks), async () => {
     const c = await open(t, "single", "lossless-c");
     c.event({ yieldThenSpin: ["first", "second", "last words"] });
     const end = await c.waitEnd(10_000);
@@ -271,7 +279,7 @@ describe(`contract: failures stay with their stream [${sandbox} sandbox]`, () =>
     assert.equal(end.outputs, 3);
   });
 
-  it("an instance that fails to load fails its streams with FUNCTION_LOAD_FAILED; the next stream tries again", async () => {
+  it("an instance that fails to load fails its streams with FUNCTION_LOAD_FAILED; the next stream tries again", isolatedOnly(sandbox, "the module is evaluated once per server process (its load check included), so a later instance does not load it again; test/inline-tier.test.ts covers a failed inline load"), async () => {
     const flag = join(t.functionsDir, "fragile.flag");
     writeFileSync(flag, "");
     try {

@@ -54,6 +54,8 @@ export const ErrorCodes = {
   FUNCTION_LOAD_FAILED: { status: 500, retryable: false },
   INVALID_FUNCTION: { status: 500, retryable: false },
   INVALID_OPTIONS: { status: 400, retryable: false },
+  // the function asks for the inline tier on a server started with --no-inline
+  SANDBOX_NOT_ALLOWED: { status: 403, retryable: false },
   // an uploaded function did not bundle or did not pass its check; the version before keeps serving
   DEPLOY_FAILED: { status: 422, retryable: false },
   // the CLI's own work (streamfn init)

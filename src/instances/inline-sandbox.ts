@@ -1,8 +1,16 @@
 import type { EventLoopUtilization } from "node:perf_hooks";
+import { pathToFileURL } from "node:url";
 import type { JournalRecord } from "../runtime/output-journal.js";
 import type { FromSandbox, ToSandbox } from "../runtime/protocol.js";
 import { runSandbox } from "../runtime/sandbox-runtime.js";
 import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
+
+/**
+ * Failed loads per bundle. A module is evaluated once per process: a load that succeeded is
+ * shared by every later inline instance of that version, but one that failed would stay failed
+ * (the module cache keeps the error), so a retry imports it under a new URL.
+ */
+const failedLoads = new Map<string, number>();
 
 const kNoLoad: EventLoopUtilization = Object.freeze({ idle: 0, active: 0, utilization: 0 });
 
@@ -25,7 +33,7 @@ export class InlineSandbox implements Sandbox {
 
   constructor(spec: SandboxSpec) {
     const port = {
-      init: { bundlePath: spec.bundlePath, functionName: spec.functionName },
+      init: { bundlePath: spec.bundlePath, functionName: spec.functionName, importUrl: importUrlOf(spec.bundlePath) },
       direct: true,
       postMessage: (batch: FromSandbox[]) => {
         if (!this.#stopped) this.onBatch(batch);
@@ -38,6 +46,7 @@ export class InlineSandbox implements Sandbox {
       },
     };
     runSandbox(port).catch((err: unknown) => {
+      failedLoads.set(spec.bundlePath, (failedLoads.get(spec.bundlePath) ?? 0) + 1);
       if (this.#stopped) return;
       this.#stopped = true;
       const message = err instanceof Error ? err.message : String(err);
@@ -70,4 +79,10 @@ export class InlineSandbox implements Sandbox {
     }
     return Promise.resolve();
   }
+}
+
+function importUrlOf(bundlePath: string): string {
+  const href = pathToFileURL(bundlePath).href;
+  const failed = failedLoads.get(bundlePath);
+  return failed === undefined ? href : `${href}?attempt=${failed + 1}`;
 }

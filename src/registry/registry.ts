@@ -30,6 +30,8 @@ export interface RegistryOptions {
   defaults?: StreamFunctionOptions;
   /** Per function name, applied over the function's own options. */
   overrides?: Record<string, StreamFunctionOptions>;
+  /** Whether a function may run on the inline tier (`sandbox: "inline"`). Default true. */
+  allowInline?: boolean;
   observer?: PoolObserver;
   /** Booted threads that instances start on, to take the thread boot out of cold starts. */
   spares?: SpareThreads;
@@ -335,7 +337,9 @@ export class Registry implements FunctionCatalog {
 
   /** The kind of sandbox a function is checked (and run) in, as the operator set it. */
   #probeKind(name: string): SandboxKind {
-    return this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
+    const kind = this.#options.overrides?.[name]?.sandbox ?? this.#options.defaults?.sandbox ?? "thread";
+    // A server that refuses the inline tier does not run the code on its thread to check it either.
+    return kind === "inline" && this.#options.allowInline === false ? "thread" : kind;
   }
 
   /** Lists `names` first, in that order (deploys that ran at once finish in any order). */
@@ -719,6 +723,13 @@ export class Registry implements FunctionCatalog {
     const probeKind = this.#probeKind(name);
     const { options: own, sources } = await this.#check(name, source, bundle, probeKind);
     const options = resolveOptions(this.#options.defaults, own, this.#options.overrides?.[name]);
+    if (options.sandbox === "inline" && this.#options.allowInline === false) {
+      throw new StreamfnError(
+        "SANDBOX_NOT_ALLOWED",
+        `${name} asks for sandbox "inline" (no isolation), which this server refuses (--no-inline); ` +
+          `give it sandbox "thread" or "process" in the function, or in the server config's functions.${name}`,
+      );
+    }
     const pool = new FunctionPool(name, bundle.version, bundle.path, options, this.#options.observer, this.#options.spares);
     try {
       await pool.warm();

@@ -56,6 +56,8 @@ export interface SandboxInit {
   functionName: string;
   /** Thread sandboxes: shared memory for the outputs not posted yet (see OutputJournal). */
   journal?: SharedArrayBuffer;
+  /** The URL to import the bundle from, when not the bundle's own (the inline tier retrying a failed load). */
+  importUrl?: string;
 }
 
 /** Unacknowledged outputs a stream may have in flight before its handler is paused. */

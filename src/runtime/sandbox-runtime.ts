@@ -118,7 +118,7 @@ export async function runSandbox(port: SandboxPort): Promise<void> {
 
   let fn: StreamFunction;
   try {
-    const mod = (await import(pathToFileURL(init.bundlePath).href)) as { default?: unknown };
+    const mod = (await import(init.importUrl ?? pathToFileURL(init.bundlePath).href)) as { default?: unknown };
     if (!isStreamFunction(mod.default)) {
       throw Object.assign(
         new Error("the default export is not a stream function (use defineStreamFunction)"),

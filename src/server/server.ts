@@ -74,6 +74,8 @@ export interface ServerOptions {
   defaults?: StreamFunctionOptions;
   /** Per function, over its own options. */
   overrides?: Record<string, StreamFunctionOptions>;
+  /** Whether functions may run on the inline tier, unisolated on the server's thread (SandboxKind). Default true. */
+  allowInline?: boolean;
   cacheDir?: string;
   /**
    * Reuse the bundles and load checks of function files unchanged since an earlier run
@@ -153,6 +155,7 @@ export class StreamfnServer {
       buildCache: options.buildCache,
       defaults: options.defaults,
       overrides: options.overrides,
+      allowInline: options.allowInline,
       observer: composePoolObservers(this.metrics.poolObserver, instanceLogObserver(this.logger), options.poolObserver),
     });
     this.router = new Router(this.registry, composeRouterObservers(this.metrics.routerObserver, this.#streamLog, this.logFollowers, this.#recent, options.observer), {

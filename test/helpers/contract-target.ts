@@ -4,8 +4,9 @@
 //
 // STREAMFN_CONTRACT_TARGET picks it: `embedded` (default) starts one in-process server;
 // `cluster` starts the processes of cluster mode (message broker, worker, gateway).
-// Every suite runs once per sandbox (`forEachSandbox`): the thread and the process sandbox
-// keep the same contract. STREAMFN_CONTRACT_SANDBOX=thread or =process runs only one.
+// Every suite runs once per sandbox (`forEachSandbox`): the thread, process and inline tiers
+// keep the same contract (the inline tier skips what needs isolation, each skip with its
+// reason). STREAMFN_CONTRACT_SANDBOX=thread, =process or =inline runs only one.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ServerOptions, StreamfnServer } from "../../src/server/server.js";
@@ -14,7 +15,7 @@ import { eventually, startTestServer } from "./server.js";
 import type { Rec } from "./ws-client.js";
 
 export type ContractTargetKind = "embedded" | "cluster";
-export type ContractSandbox = "thread" | "process";
+export type ContractSandbox = "thread" | "process" | "inline";
 
 /** What a contract test may ask of a deployment: server-wide settings every mode honours. */
 export type ContractOptions = Pick<
@@ -95,12 +96,12 @@ export function contractTargetKind(): ContractTargetKind {
   return kind;
 }
 
-/** The sandboxes the contract runs against: both, unless STREAMFN_CONTRACT_SANDBOX names one. */
+/** The sandboxes the contract runs against: all three, unless STREAMFN_CONTRACT_SANDBOX names one. */
 export function contractSandboxes(): ContractSandbox[] {
   const only = process.env.STREAMFN_CONTRACT_SANDBOX;
-  if (only === undefined || only === "" || only === "both") return ["thread", "process"];
-  if (only !== "thread" && only !== "process") {
-    throw new Error(`STREAMFN_CONTRACT_SANDBOX must be thread, process or both, got ${JSON.stringify(only)}`);
+  if (only === undefined || only === "" || only === "all") return ["thread", "process", "inline"];
+  if (only !== "thread" && only !== "process" && only !== "inline") {
+    throw new Error(`STREAMFN_CONTRACT_SANDBOX must be thread, process, inline or all, got ${JSON.stringify(only)}`);
   }
   return [only];
 }
@@ -113,6 +114,14 @@ export function forEachSandbox(suite: (sandbox: ContractSandbox) => void): void 
 /** Skip option for a test that one sandbox cannot pass by design, with the reason. */
 export function onlyIn(sandbox: ContractSandbox, current: ContractSandbox, reason: string): { skip: string | false } {
   return { skip: current === sandbox ? false : `${current} sandbox: ${reason}` };
+}
+
+/**
+ * Skip option for a test of what only an isolated sandbox can do (recycle a blocked or
+ * exhausted instance): the inline tier runs on the server's own thread and heap, by design.
+ */
+export function isolatedOnly(current: ContractSandbox, reason: string): { skip: string | false } {
+  return { skip: current === "inline" ? `inline tier: ${reason}` : false };
 }
 
 /** Skip option for a test that needs the in-process server: `it(name, inProcessOnly(), fn)`. */

@@ -49,6 +49,7 @@ export function addServeFlags(cmd: Command): Command {
     .option("--insecure", "listen on a non-loopback --host without any token")
     .option("-c, --config <file>", "JSON config file (port, host, token, auth, insecure, limits, defaults, functions, mqtt, nats, sources)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .option("--no-inline", "refuse functions that ask for the inline tier (sandbox \"inline\": no isolation from the server)")
     .option("--no-build-cache", "bundle and check every function at start, not reusing what an earlier run made of unchanged files")
     .option("--spare-threads <n>", "worker threads kept booted for cold starts (0 turns it off)", (v) => parseCount(v, "--spare-threads"), 1)
     .option(
@@ -100,6 +101,7 @@ export interface ServeFlags extends LimitFlags {
   watch: boolean;
   spareThreads: number;
   buildCache: boolean;
+  inline: boolean;
   graceMs?: number;
   mqtt?: string;
   mqttUsername?: string;
@@ -171,6 +173,7 @@ async function startServer(
     watch: opts.watch,
     spares,
     buildCache: opts.buildCache,
+    allowInline: opts.inline,
     graceMs: opts.graceMs ?? cfg.graceMs ?? kDefaultGraceMs,
     connectors: {
       mqtt: opts.mqtt ?? cfg.mqtt,
