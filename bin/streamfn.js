@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import "../dist/src/cli/main.js";
+// The CLI as one bundled file (see scripts/build.mjs): it starts faster than its ~130 modules.
+import "../dist/src/cli/main.bundle.js";

@@ -15,8 +15,11 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
+const kCliEntry = join("src", "cli", "main.js");
+const kCliBundle = join("src", "cli", "main.bundle.js");
+const kCliExternal = ["esbuild", "prom-client", "mqtt", "@nats-io/*", "ws", "bufferutil", "utf-8-validate", "typescript", "playwright-core", "sharp", "@ffmpeg-installer/*", "uplot"];
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const dist = join(root, "dist");
 const tsc = createRequire(join(root, "package.json")).resolve("typescript/bin/tsc");
@@ -39,12 +42,46 @@ const staging = join(root, `dist-build-${process.pid}`);
 try {
   for (const project of emit) runTsc(["-p", project, "--outDir", staging]);
   for (const project of check) runTsc(["-p", project]);
+  if (existsSync(join(staging, kCliEntry))) await bundleCli(staging);
   if (emit.length > 0) await replaceInto(staging, dist);
 } catch (err) {
   console.error(`build: ${err.message}`);
   process.exitCode = 1;
 } finally {
   await rm(staging, { recursive: true, force: true });
+}
+
+/**
+ * The CLI and the server as one file, which bin/streamfn.js loads: Node's ES module loader
+ * pays per module (resolve, read, parse, link), and ~130 of ours made up most of a server's
+ * start. Packages stay outside (they load as they always do), and the bundle sits where
+ * main.js is, so the paths it derives from import.meta.url (the sandbox entries in
+ * dist/src/runtime/, the package root) are the same as the unbundled modules'. Sandboxes,
+ * check threads and the public API are still loaded from their own files.
+ */
+async function bundleCli(into) {
+  const { build } = await import(pathToFileURL(createRequire(join(root, "package.json")).resolve("esbuild")).href);
+  await build({
+    entryPoints: { "main.bundle": join(into, kCliEntry) },
+    outdir: join(into, dirname(kCliBundle)),
+    // What the CLI imports lazily stays lazy: each dynamic import is a chunk of its own (beside
+    // the bundle, so import.meta.url-relative paths hold), and the packages it imports load
+    // with it, not at start (without splitting, esbuild hoists every external import to the top).
+    splitting: true,
+    chunkNames: "main.bundle-[hash]",
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    // Bundled too: commander and pino, whose CommonJS files Node would otherwise compile one by
+    // one and scan for export names. Kept out: what loads lazily or off the serving path
+    // (esbuild, prom-client, the broker clients), native addons, and ws, which the gateway
+    // requires by itself.
+    external: kCliExternal,
+    // CommonJS code inside an ES module bundle still calls require() for Node's built-ins.
+    banner: { js: 'import { createRequire as __streamfnRequire } from "node:module"; const require = __streamfnRequire(import.meta.url);' },
+    logLevel: "warning",
+  });
 }
 
 function runTsc(tscArgs) {

@@ -2,9 +2,7 @@ import type { StreamSource } from "../api/sources.js";
 import { sourceBroker, validateSources } from "../api/sources.js";
 import type { StreamTable } from "../router/stream-table.js";
 import type { BrokerLink, LinkStatus } from "./link.js";
-import { MqttLink } from "./mqtt-link.js";
 import type { ConnectorLogger } from "./mqtt-link.js";
-import { NatsLink } from "./nats-link.js";
 import { SourceBinding } from "./source-binding.js";
 import type { SourceCounters } from "./source-binding.js";
 
@@ -94,7 +92,10 @@ export class Connectors {
   async start(): Promise<void> {
     const timeout = this.#options.connectTimeoutMs;
     try {
+      // The broker clients load only when a broker is configured: together they are ~100
+      // modules, which a server without connectors would load at every start.
       if (this.#options.mqtt !== undefined) {
+        const { MqttLink } = await import("./mqtt-link.js");
         this.#mqtt = await MqttLink.connect({
           url: this.#options.mqtt,
           username: this.#options.mqttUsername,
@@ -106,6 +107,7 @@ export class Connectors {
         this.#logger.info({ broker: this.#mqtt.url }, "connected to MQTT broker");
       }
       if (this.#options.nats !== undefined) {
+        const { NatsLink } = await import("./nats-link.js");
         this.#nats = await NatsLink.connect({ url: this.#options.nats, connectTimeoutMs: timeout, queueLimit: this.#options.natsQueueLimit, logger: this.#logger });
         this.#links.push(this.#nats);
         this.#logger.info({ broker: this.#nats.url }, "connected to NATS server");

@@ -1,4 +1,6 @@
+import { join } from "node:path";
 import { Worker } from "node:worker_threads";
+import { packageDir } from "../util.js";
 import type { CheckReply, CheckRequest } from "./typecheck-worker.js";
 import type { Style } from "./style.js";
 
@@ -50,7 +52,8 @@ export class TypeChecker {
 
   #workerNow(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(new URL("./typecheck-worker.js", import.meta.url));
+    // From the package root: this module may run from the CLI's one-file bundle (dist/src/cli/), not beside the worker.
+    const worker = new Worker(join(packageDir(), "dist", "src", "cli", "dev", "typecheck-worker.js"));
     worker.unref();
     worker.on("message", (reply: CheckReply) => this.#done(reply));
     worker.on("error", (err) => {
