@@ -289,6 +289,9 @@ function flowFigures(m: Measured, floor: FlowResult, ref: Measured | undefined):
     refOverheadUs: ref ? (ref.flow.wallMs * 1000) / ref.flow.events - floorUs : Number.NaN,
     refLatencyP50Us: ref ? percentiles(ref.flow.latencyUs, [50])[0]! : Number.NaN,
     refServerCpuUs: refCpu ? refCpu.totalUs / ref!.flow.events : Number.NaN,
+    overheadRatio: ref ? (wallUs - floorUs) / ((ref.flow.wallMs * 1000) / ref.flow.events - floorUs) : Number.NaN,
+    cpuRatio: refCpu ? cpu.totalUs / served.events / (refCpu.totalUs / ref!.flow.events) : Number.NaN,
+    p50Ratio: ref ? (p50 - f50) / (percentiles(ref.flow.latencyUs, [50])[0]! - f50) : Number.NaN,
   };
 }
 

@@ -46,6 +46,14 @@ export type FlowFigures = {
   refOverheadUs: number;
   refLatencyP50Us: number;
   refServerCpuUs: number;
+  /**
+   * This run's ratios to the reference run right after it: overhead per event, server CPU per
+   * event, and overhead p50 (latency p50 minus the floor's). The report shows their medians over
+   * runs, which pair each run with its own reference (NaN when no reference ran).
+   */
+  overheadRatio: number;
+  cpuRatio: number;
+  p50Ratio: number;
 };
 
 export type StartFigures = {
@@ -144,13 +152,13 @@ function render(r: Results): string {
       out.push(
         "#### Against an inline ws server (same run, same handler run on the server's one thread)",
         "",
-        "| scenario | events/s: streamfn / inline | overhead µs/event: streamfn / inline | latency p50 µs: streamfn / inline | server CPU µs/event: streamfn / inline | CPU ratio |",
+        "| scenario | events/s: streamfn / inline | overhead µs/event: streamfn / inline | latency p50 µs: streamfn / inline | server CPU µs/event: streamfn / inline | ratios, median of runs: overhead, overhead p50, CPU |",
         "|---|---|---|---|---|---|",
       );
       for (const [name, f] of flows) {
         out.push(
           `| ${name} | ${fmt(f.eventsPerSec)} / ${fmt(f.refEventsPerSec)} | ${fmt(f.overheadUs)} / ${fmt(f.refOverheadUs)} | ` +
-            `${fmt(f.latencyP50Us)} / ${fmt(f.refLatencyP50Us)} | ${fmt(f.serverCpuUs)} / ${fmt(f.refServerCpuUs)} | ${fmt(f.serverCpuUs / f.refServerCpuUs, 2)}× |`,
+            `${fmt(f.latencyP50Us)} / ${fmt(f.refLatencyP50Us)} | ${fmt(f.serverCpuUs)} / ${fmt(f.refServerCpuUs)} | ${fmt(f.overheadRatio, 2)}×, ${fmt(f.p50Ratio, 2)}×, ${fmt(f.cpuRatio, 2)}× |`,
         );
       }
       out.push("");
@@ -201,6 +209,22 @@ function targetRows(r: Results): [string, string, string, boolean][] {
   if (rtt) {
     rows.push(["overhead per event, 50 streams × 200 JSON events, one in flight", "≈ 18 µs", `${fmt(rtt.overheadUs)} µs`, rtt.overheadUs <= 18]);
     rows.push(["server CPU per event, same workload", "≤ 12 µs", `${fmt(rtt.serverCpuUs)} µs`, rtt.serverCpuUs <= 12]);
+  }
+  for (const tier of r.config.tiers) {
+    const suffix = tier === "inline" ? "-inline" : "";
+    const label = tier === "inline" ? "inline tier" : "thread tier";
+    const x = (v: number): string => `${fmt(v, 2)}×`;
+    const rj = r.flows[`rtt-json${suffix}`];
+    if (rj && r.config.reference) {
+      rows.push([`${label}: overhead per event, 50 × 200 JSON, one in flight, ÷ inline ws server`, "≤ 1.2×", x(rj.overheadRatio), rj.overheadRatio <= 1.2]);
+      rows.push([`${label}: server CPU per event, same, ÷ inline ws server`, "≤ 1.3×", x(rj.cpuRatio), rj.cpuRatio <= 1.3]);
+    }
+    const lj = r.flows[`latency-json${suffix}`];
+    if (lj && r.config.reference) {
+      rows.push([`${label}: one stream, overhead p50 ÷ inline ws server`, "≤ 1.2×", x(lj.p50Ratio), lj.p50Ratio <= 1.2]);
+    }
+    const tj = r.flows[`throughput-json${suffix}`];
+    if (tj) rows.push([`${label}: throughput, 1 KB JSON, 50 streams pipelined`, "≥ 150,000 events/s", `${fmt(tj.eventsPerSec)} events/s`, tj.eventsPerSec >= 150_000]);
   }
   const warm = r.starts.warm;
   if (warm) rows.push(["warm stream start p50 (first event → output)", "≤ 1 ms", `${fmt(warm.firstP50Us / 1000, 2)} ms`, warm.firstP50Us <= 1000]);

@@ -59,18 +59,25 @@ function ownName(summary: ClipSummary, clip: DecodedClip): ClipSummary {
 }
 
 export class StreamfnApproach implements Approach {
-  readonly name = "streamfn";
-  readonly title = "stream functions (this platform)";
+  readonly name: string;
+  readonly title: string;
   #server: Spawned | undefined;
   #url = "";
   #coldBefore = 0;
   #seen = new Map<string, number>();
   #poll: NodeJS.Timeout | undefined;
   #runId = Date.now().toString(36);
-  constructor(readonly o: ApproachOptions) {}
+  /** `inline`: the function runs on the inline tier (the server's own thread) instead of a worker thread. */
+  constructor(
+    readonly o: ApproachOptions,
+    readonly tier: "thread" | "inline" = "thread",
+  ) {
+    this.name = tier === "inline" ? "streamfn-inline" : "streamfn";
+    this.title = tier === "inline" ? "stream functions, inline tier" : "stream functions (this platform)";
+  }
 
   async setup(): Promise<void> {
-    this.#server = await spawnReady(process.execPath, ["dist/src/cli/main.js", "serve", "examples/video/functions", "--port", "0", "--set", `video-analyzer.keepAliveMs=${this.o.keepAliveMs}`], /listening on (http:\/\/\S+) \(/);
+    this.#server = await spawnReady(process.execPath, ["dist/src/cli/main.js", "serve", "examples/video/functions", "--port", "0", "--set", `video-analyzer.keepAliveMs=${this.o.keepAliveMs}`, ...(this.tier === "inline" ? ["--set", "video-analyzer.sandbox=inline"] : [])], /listening on (http:\/\/\S+) \(/);
     this.#url = this.#server.match[1]!;
     this.o.meter.track(this.#server.pid, "streamfn server", true);
     this.#coldBefore = (await this.#status()).coldStarts;

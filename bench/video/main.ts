@@ -29,7 +29,7 @@ const usage = `usage: npm run bench:video -- [options]
   --format jpeg|gray  wire format of the frames (default jpeg: the function decodes them)
   --fast              send every clip's frames as fast as possible instead of at 30 fps
   --keep-alive-ms <n> idle time before streamfn and the FaaS baselines stop an instance (default 5000)
-  --only <a,b>        run only these approaches (streamfn, faas-per-event, faas-batch, stream-job)
+  --only <a,b>        run only these approaches (streamfn, streamfn-inline, faas-per-event, faas-batch, stream-job)
   --write-docs        write the results into docs/benchmarks.md (## Video use case) and docs/video-bench.svg`;
 
 const { values } = parseArgs({
@@ -235,6 +235,7 @@ async function main(): Promise<void> {
 
   const all: [string, (o: ApproachOptions) => Approach][] = [
     ["streamfn", (o) => new StreamfnApproach(o)],
+    ["streamfn-inline", (o) => new StreamfnApproach(o, "inline")],
     ["faas-per-event", (o) => new PerEventFaasApproach(o)],
     ["faas-batch", (o) => new BatchFaasApproach(o)],
     ["stream-job", (o) => new StreamJobApproach(o)],
