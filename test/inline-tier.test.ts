@@ -3,11 +3,18 @@
 // is particular to it: where the code runs, how a failed load is retried, how it is stopped,
 // and that an operator can refuse it.
 import { strict as assert } from "node:assert";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
+import { Background } from "./helpers/processes.js";
+
+const kBin = fileURLToPath(new URL("../../bin/streamfn.js", import.meta.url));
 
 const whereAmI = (sandbox: string): string => `
 import { defineStreamFunction } from "streamfn";
@@ -144,3 +151,42 @@ async function instancesOf(t: TestServer, fn: string): Promise<number> {
   const f = body.functions.find((x) => x.name === fn);
   return (f?.versions ?? []).reduce((n, v) => n + v.instances.length, 0);
 }
+
+describe("the inline tier in the real binary", () => {
+  let dir: string;
+  let proc: Background;
+  let url: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "streamfn-inline-"));
+    // Leaves a rejected promise nobody awaits: Node's default would end the server's process.
+    await writeFile(join(dir, "careless.ts"), `
+import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  sandbox: "inline",
+  async *handler(events) {
+    for await (const e of events) {
+      void Promise.reject(new Error("forgotten " + e));
+      yield e;
+    }
+  },
+});`);
+    proc = new Background(process.execPath, [kBin, "serve", dir, "--port", "0", "--no-watch", "--spare-threads", "0"]);
+    url = (await proc.waitFor(/streamfn listening on (http:\/\/127\.0\.0\.1:\d+)/, 60_000))[1]!;
+  });
+  after(async () => {
+    await proc.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("an unhandled rejection in inline code is logged and the server goes on, as in the other tiers", async () => {
+    for (const id of ["one", "two"]) {
+      const c = await StreamClient.connect(`${url.replace(/^http/, "ws")}/v1/functions/careless/streams/${id}`);
+      c.event(id);
+      c.end();
+      const end = await c.waitEnd(10_000);
+      assert.equal(end.status, "completed", JSON.stringify(end));
+      assert.deepEqual(c.outputs(), [id]);
+    }
+    await proc.waitFor(/unhandled promise rejection \(inline function code\?\)[\s\S]*forgotten one/, 10_000);
+  });
+});

@@ -12,6 +12,21 @@ import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
  */
 const failedLoads = new Map<string, number>();
 
+/**
+ * In a thread or a process sandbox a handler's unhandled promise rejection is logged and the
+ * instance goes on; Node's default for the server's own process is to exit. Once inline code
+ * runs here, the server keeps the sandboxes' rule for it (a rejection cannot be traced to the
+ * code that made it, so the server's own are logged the same way from then on).
+ */
+let rejectionsLogged = false;
+function logRejections(): void {
+  if (rejectionsLogged) return;
+  rejectionsLogged = true;
+  process.on("unhandledRejection", (reason) => {
+    console.warn("streamfn: unhandled promise rejection (inline function code?):", reason);
+  });
+}
+
 const kNoLoad: EventLoopUtilization = Object.freeze({ idle: 0, active: 0, utilization: 0 });
 
 /**
@@ -32,6 +47,7 @@ export class InlineSandbox implements Sandbox {
   #stopped = false;
 
   constructor(spec: SandboxSpec) {
+    logRejections();
     const port = {
       init: { bundlePath: spec.bundlePath, functionName: spec.functionName, importUrl: importUrlOf(spec.bundlePath) },
       direct: true,
