@@ -18,7 +18,7 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const kCliEntry = join("src", "cli", "main.js");
-const kCliBundle = join("src", "cli", "main.bundle.js");
+const kCliBundle = join("src", "cli", "main.bundle.cjs");
 const kCliExternal = ["esbuild", "prom-client", "mqtt", "@nats-io/*", "ws", "bufferutil", "utf-8-validate", "typescript", "playwright-core", "sharp", "@ffmpeg-installer/*", "uplot"];
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const dist = join(root, "dist");
@@ -53,33 +53,33 @@ try {
 
 /**
  * The CLI and the server as one file, which bin/streamfn.js loads: Node's ES module loader
- * pays per module (resolve, read, parse, link), and ~130 of ours made up most of a server's
- * start. Packages stay outside (they load as they always do), and the bundle sits where
- * main.js is, so the paths it derives from import.meta.url (the sandbox entries in
- * dist/src/runtime/, the package root) are the same as the unbundled modules'. Sandboxes,
- * check threads and the public API are still loaded from their own files.
+ * pays per module (resolve, read, compile, link), and ~130 of ours, with pino's and commander's
+ * CommonJS files (compiled one by one and scanned for export names), made up most of a
+ * server's start. The bundle is CommonJS because an ES module bundle either hoists every
+ * package import to its top (so what the CLI loads lazily, such as prom-client, esbuild and
+ * the broker clients, would load at every start) or, split into chunks to keep them lazy, is
+ * ~30 modules again; in CommonJS a lazily imported module's require() runs when it does. It
+ * sits where main.js is, so every path derived from import.meta.url (the sandbox entries in
+ * dist/src/runtime/, the package root) is the same; sandboxes, check threads and the public
+ * API still load from their own files.
  */
 async function bundleCli(into) {
   const { build } = await import(pathToFileURL(createRequire(join(root, "package.json")).resolve("esbuild")).href);
   await build({
-    entryPoints: { "main.bundle": join(into, kCliEntry) },
-    outdir: join(into, dirname(kCliBundle)),
-    // What the CLI imports lazily stays lazy: each dynamic import is a chunk of its own (beside
-    // the bundle, so import.meta.url-relative paths hold), and the packages it imports load
-    // with it, not at start (without splitting, esbuild hoists every external import to the top).
-    splitting: true,
-    chunkNames: "main.bundle-[hash]",
+    entryPoints: [join(into, kCliEntry)],
+    outfile: join(into, kCliBundle),
     bundle: true,
-    format: "esm",
+    format: "cjs",
     platform: "node",
     target: "node20",
-    // Bundled too: commander and pino, whose CommonJS files Node would otherwise compile one by
-    // one and scan for export names. Kept out: what loads lazily or off the serving path
-    // (esbuild, prom-client, the broker clients), native addons, and ws, which the gateway
+    // Bundled: our modules, commander and pino. Kept out: what loads lazily or off the serving
+    // path (esbuild, prom-client, the broker clients), native addons, and ws, which the gateway
     // requires by itself.
     external: kCliExternal,
-    // CommonJS code inside an ES module bundle still calls require() for Node's built-ins.
-    banner: { js: 'import { createRequire as __streamfnRequire } from "node:module"; const require = __streamfnRequire(import.meta.url);' },
+    define: { "import.meta.url": "__streamfnModuleUrl" },
+    minifyWhitespace: true,
+    minifySyntax: true,
+    banner: { js: 'const __streamfnModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
     logLevel: "warning",
   });
 }
