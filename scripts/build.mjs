@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const kCliEntry = join("src", "cli", "main.js");
 const kCliBundle = join("src", "cli", "main.bundle.cjs");
-const kCliExternal = ["esbuild", "prom-client", "mqtt", "@nats-io/*", "ws", "bufferutil", "utf-8-validate", "typescript", "playwright-core", "sharp", "@ffmpeg-installer/*", "uplot"];
+const kCliExternal = ["esbuild", "prom-client", "mqtt", "@nats-io/*", "bufferutil", "utf-8-validate", "typescript", "playwright-core", "sharp", "@ffmpeg-installer/*", "uplot"];
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const dist = join(root, "dist");
 const tsc = createRequire(join(root, "package.json")).resolve("typescript/bin/tsc");
@@ -72,9 +72,8 @@ async function bundleCli(into) {
     format: "cjs",
     platform: "node",
     target: "node20",
-    // Bundled: our modules, commander and pino. Kept out: what loads lazily or off the serving
-    // path (esbuild, prom-client, the broker clients), native addons, and ws, which the gateway
-    // requires by itself.
+    // Bundled: our modules, commander, pino and ws. Kept out: what loads lazily or off the
+    // serving path (esbuild, prom-client, the broker clients) and native addons.
     external: kCliExternal,
     define: { "import.meta.url": "__streamfnModuleUrl" },
     minifyWhitespace: true,

@@ -2,7 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
-import { createRequire } from "node:module";
+import { WebSocketServer } from "ws";
 import type { WebSocket } from "ws";
 import { StreamfnError } from "../api/errors.js";
 import type { ErrorRecord } from "../api/errors.js";
@@ -11,9 +11,6 @@ import type { EndRecord, OutputSink, StreamHandle, StreamTable } from "../router
 import { callerOf } from "../auth/authorizer.js";
 import type { ClientLimits, StreamLease } from "../auth/rate-limits.js";
 
-// Required, not imported: ws's ES module entry re-exports eight CommonJS files, and importing
-// makes Node scan each for its export names, a good part of a server's start-up.
-const { WebSocketServer } = createRequire(import.meta.url)("ws") as typeof import("ws");
 import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { StreamRoute } from "./routes.js";
 

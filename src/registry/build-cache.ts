@@ -29,6 +29,8 @@ export class BuildCache {
    * Only lookups (made at start-up) use them; a record hashes its files afresh.
    */
   readonly #hashes = new Map<string, Promise<string | null>>();
+  /** Nearest settings file per (directory, name), found once per start: every function in a folder shares it. */
+  readonly #nearest = new Map<string, Promise<string | undefined>>();
   readonly #stamp: string;
   /** Writes of one name's entry, in order: a check's record never lands on the entry before it. */
   readonly #writes = new Map<string, Promise<void>>();
@@ -75,6 +77,7 @@ export class BuildCache {
   /** Drops the hashes lookups read (the start-up is over; files may change from now on). */
   endLookups(): void {
     this.#hashes.clear();
+    this.#nearest.clear();
   }
 
   /** The build of `file` made by an earlier run, if nothing it was made from changed since. */
@@ -199,7 +202,13 @@ export class BuildCache {
   async #context(file: string, memo: boolean): Promise<string> {
     const parts: string[] = [];
     for (const name of ["package.json", "tsconfig.json"]) {
-      const found = await nearest(dirname(file), name);
+      const key = `${dirname(file)}\0${name}`;
+      let search = memo ? this.#nearest.get(key) : undefined;
+      if (!search) {
+        search = nearest(dirname(file), name);
+        if (memo) this.#nearest.set(key, search);
+      }
+      const found = await search;
       parts.push(`${name}:${found ?? "-"}:${found ? await this.#hash(found, memo) : "-"}`);
     }
     return parts.join("|");
