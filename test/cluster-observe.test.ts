@@ -33,7 +33,7 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
 }
 
 async function metricsOf(url: string): Promise<string> {
-  const res = await fetch(`${url}/metrics`);
+  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(30_000) });
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type") ?? "", /text\/plain/);
   return res.text();
@@ -154,7 +154,7 @@ describe("watching a cluster: worker and gateway /metrics, status and dashboard"
       return d?.stale === true && s?.stale === false && s.takeovers >= 1 && s.functions[0]?.slots === 1 && typeof s.ageMs === "number" && doc.takeovers >= 1;
     }, 20_000, "gateway status: the dead worker stale, the survivor fresh with its takeover");
 
-    const page = await fetch(`${gw.url}/`);
+    const page = await fetch(`${gw.url}/`, { signal: AbortSignal.timeout(30_000) });
     assert.equal(page.status, 200);
     const html = await page.text();
     assert.match(html, /id="cluster"/);

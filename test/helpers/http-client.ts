@@ -210,11 +210,17 @@ export interface JsonResponse {
 }
 
 /** One request, its JSON answer. */
+const kCallTimeoutMs = 30_000;
+
 export async function call(
   url: string,
   init: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array } = {},
 ): Promise<JsonResponse> {
-  const res = await fetch(url, { method: init.method ?? "GET", headers: init.headers, body: init.body });
+  // A server that never answers fails the test here, naming the URL, instead of holding it
+  // until the runner's own timeout says nothing about where.
+  const res = await fetch(url, { method: init.method ?? "GET", headers: init.headers, body: init.body, signal: AbortSignal.timeout(kCallTimeoutMs) }).catch((err: unknown) => {
+    throw new Error(`${init.method ?? "GET"} ${url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as JsonResponse["body"]) : {} };
 }

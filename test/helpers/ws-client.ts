@@ -34,7 +34,8 @@ export class StreamClient {
   /** Connects; rejects with `{status, body}` if the server refuses the handshake. */
   static connect(url: string, headers: Record<string, string> = {}): Promise<StreamClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { headers });
+      // A handshake that never completes fails here, naming the URL (ws's own timeout is off by default).
+      const ws = new WebSocket(url, { headers, handshakeTimeout: 30_000 });
       const client = new StreamClient(ws);
       ws.once("open", () => resolve(client));
       ws.once("unexpected-response", (_req, res) => {
