@@ -6,15 +6,13 @@ import { strict as assert } from "node:assert";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
-import { Background } from "./helpers/processes.js";
-
-const kBin = fileURLToPath(new URL("../../bin/streamfn.js", import.meta.url));
+import { serveBinary } from "./helpers/processes.js";
+import type { Background } from "./helpers/processes.js";
 
 const whereAmI = (sandbox: string): string => `
 import { defineStreamFunction } from "streamfn";
@@ -170,8 +168,7 @@ export default defineStreamFunction({
     }
   },
 });`);
-    proc = new Background(process.execPath, [kBin, "serve", dir, "--port", "0", "--no-watch", "--spare-threads", "0"]);
-    url = (await proc.waitFor(/streamfn listening on (http:\/\/127\.0\.0\.1:\d+)/, 60_000))[1]!;
+    ({ proc, url } = await serveBinary(dir));
   });
   after(async () => {
     await proc.stop();

@@ -6,15 +6,14 @@ import { strict as assert } from "node:assert";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { fnSource, refused } from "./helpers/contract-util.js";
 import { call } from "./helpers/http-client.js";
-import { Background } from "./helpers/processes.js";
+import { serveBinary } from "./helpers/processes.js";
+import type { Background } from "./helpers/processes.js";
 import { eventually } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
-const kBin = fileURLToPath(new URL("../../bin/streamfn.js", import.meta.url));
 
 const summarise = fnSource(`{
   async *handler(events, ctx) {
@@ -33,10 +32,8 @@ const stubborn = fnSource(`{
   },
 }`);
 
-async function serve(dir: string, graceMs: number): Promise<{ proc: Background; url: string }> {
-  const proc = new Background(process.execPath, [kBin, "serve", dir, "--port", "0", "--no-watch", "--spare-threads", "0", "--grace-ms", String(graceMs)]);
-  const m = await proc.waitFor(/streamfn listening on (http:\/\/127\.0\.0\.1:\d+)/, 60_000);
-  return { proc, url: m[1]! };
+function serve(dir: string, graceMs: number): Promise<{ proc: Background; url: string }> {
+  return serveBinary(dir, ["--grace-ms", String(graceMs)]);
 }
 
 async function eventsTaken(url: string, fn: string, id: string, n: number): Promise<void> {

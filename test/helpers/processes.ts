@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
+import { fileURLToPath } from "node:url";
 
 export interface RunResult {
   code: number | null;
@@ -130,4 +131,17 @@ export function cleanNpmEnv(extra: Record<string, string> = {}): NodeJS.ProcessE
     env[k] = v;
   }
   return { ...env, ...extra };
+}
+
+/** bin/streamfn.js of this checkout, from dist/test/helpers. */
+const kBin = fileURLToPath(new URL("../../../bin/streamfn.js", import.meta.url));
+
+/**
+ * Starts the real binary's `streamfn serve` on a free loopback port (no watching, no spare
+ * thread), with `extra` flags, and answers once it logs where it listens.
+ */
+export async function serveBinary(dir: string, extra: string[] = []): Promise<{ proc: Background; url: string }> {
+  const proc = new Background(process.execPath, [kBin, "serve", dir, "--port", "0", "--no-watch", "--spare-threads", "0", ...extra]);
+  const m = await proc.waitFor(/streamfn listening on (http:\/\/127\.0\.0\.1:\d+)/, 60_000);
+  return { proc, url: m[1]! };
 }
