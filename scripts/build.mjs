@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds into dist/ without ever leaving it half-empty: a server started from this tree loads
-// dist/src/runtime/worker-main.js (and what it imports) from disk at every cold start, so
+// dist/src/runtime/worker-main.bundle.cjs (or worker-main.js) from disk at every cold start, so
 // deleting dist/ first, as a plain `rm -rf dist && tsc` does, fails every cold start while
 // tsc runs. Instead each project is compiled into a fresh directory next to dist/, every file
 // is moved into place with rename(2) (atomic: a reader sees the old file or the new one), and
@@ -18,7 +18,12 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const kCliEntry = join("src", "cli", "main.js");
-const kCliBundle = join("src", "cli", "main.bundle.cjs");
+/** Each entry a process or thread starts from, and the one file it is bundled into. */
+const kBundles = [
+  [kCliEntry, join("src", "cli", "main.bundle.cjs")],
+  [join("src", "runtime", "worker-main.js"), join("src", "runtime", "worker-main.bundle.cjs")],
+  [join("src", "runtime", "check-main.js"), join("src", "runtime", "check-main.bundle.cjs")],
+];
 const kCliExternal = ["esbuild", "prom-client", "mqtt", "@nats-io/*", "bufferutil", "utf-8-validate", "typescript", "playwright-core", "sharp", "@ffmpeg-installer/*", "uplot"];
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const dist = join(root, "dist");
@@ -42,7 +47,7 @@ const staging = join(root, `dist-build-${process.pid}`);
 try {
   for (const project of emit) runTsc(["-p", project, "--outDir", staging]);
   for (const project of check) runTsc(["-p", project]);
-  if (existsSync(join(staging, kCliEntry))) await bundleCli(staging);
+  if (existsSync(join(staging, kCliEntry))) await bundleEntries(staging);
   if (emit.length > 0) await replaceInto(staging, dist);
 } catch (err) {
   console.error(`build: ${err.message}`);
@@ -52,35 +57,38 @@ try {
 }
 
 /**
- * The CLI and the server as one file, which bin/streamfn.js loads: Node's ES module loader
+ * The CLI and the server as one file, which bin/streamfn.cjs loads: Node's ES module loader
  * pays per module (resolve, read, compile, link), and ~130 of ours, with pino's and commander's
  * CommonJS files (compiled one by one and scanned for export names), made up most of a
- * server's start. The bundle is CommonJS because an ES module bundle either hoists every
- * package import to its top (so what the CLI loads lazily, such as prom-client, esbuild and
- * the broker clients, would load at every start) or, split into chunks to keep them lazy, is
- * ~30 modules again; in CommonJS a lazily imported module's require() runs when it does. It
- * sits where main.js is, so every path derived from import.meta.url (the sandbox entries in
- * dist/src/runtime/, the package root) is the same; sandboxes, check threads and the public
- * API still load from their own files.
+ * server's start. The same goes for the sandbox runtime, which every worker thread and child
+ * process loads anew, and for the load-check thread. A bundle is CommonJS because an ES module
+ * bundle either hoists every package import to its top (so what the CLI loads lazily, such as
+ * prom-client, esbuild and the broker clients, would load at every start) or, split into
+ * chunks to keep them lazy, is ~30 modules again; in CommonJS a lazily imported module's
+ * require() runs when it does. Each bundle sits beside the module it bundles, so every path
+ * derived from import.meta.url (the runtime entries, the package root) is the same; the public
+ * API still loads from its own files.
  */
-async function bundleCli(into) {
+async function bundleEntries(into) {
   const { build } = await import(pathToFileURL(createRequire(join(root, "package.json")).resolve("esbuild")).href);
-  await build({
-    entryPoints: [join(into, kCliEntry)],
-    outfile: join(into, kCliBundle),
-    bundle: true,
-    format: "cjs",
-    platform: "node",
-    target: "node20",
-    // Bundled: our modules, commander, pino and ws. Kept out: what loads lazily or off the
-    // serving path (esbuild, prom-client, the broker clients) and native addons.
-    external: kCliExternal,
-    define: { "import.meta.url": "__streamfnModuleUrl" },
-    minifyWhitespace: true,
-    minifySyntax: true,
-    banner: { js: 'const __streamfnModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
-    logLevel: "warning",
-  });
+  for (const [entry, outfile] of kBundles) {
+    await build({
+      entryPoints: [join(into, entry)],
+      outfile: join(into, outfile),
+      bundle: true,
+      format: "cjs",
+      platform: "node",
+      target: "node20",
+      // Bundled: our modules, commander, pino and ws. Kept out: what loads lazily or off the
+      // serving path (esbuild, prom-client, the broker clients) and native addons.
+      external: kCliExternal,
+      define: { "import.meta.url": "__streamfnModuleUrl" },
+      minifyWhitespace: true,
+      minifySyntax: true,
+      banner: { js: 'const __streamfnModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+      logLevel: "warning",
+    });
+  }
 }
 
 function runTsc(tscArgs) {

@@ -50,7 +50,7 @@ describe("the npm package", { timeout: 10 * kMinutes }, () => {
 
   it("carries the runtime, its types, the CLI and the docs, and nothing of the repository's own", () => {
     const paths = packed.files.map((f) => f.path);
-    for (const p of ["package.json", "README.md", "bin/streamfn.js", "dist/src/api/index.js", "dist/src/api/index.d.ts", "dist/src/api/testing.js", "dist/src/api/testing.d.ts", "dist/src/cli/main.js", "dist/src/runtime/worker-main.js", "docs/getting-started.md", "docs/cli.md"]) {
+    for (const p of ["package.json", "README.md", "bin/streamfn.js", "dist/src/api/index.js", "dist/src/api/index.d.ts", "dist/src/api/testing.js", "dist/src/api/testing.d.ts", "dist/src/cli/main.js", "dist/src/runtime/worker-main.js", "bin/streamfn.cjs", "dist/src/cli/main.bundle.cjs", "dist/src/runtime/worker-main.bundle.cjs", "dist/src/runtime/check-main.bundle.cjs", "docs/getting-started.md", "docs/cli.md"]) {
       assert.ok(paths.includes(p), `${p} is in the tarball`);
     }
     // What users run imports only node: builtins and streamfn's own dependencies (and, in the
@@ -59,7 +59,7 @@ describe("the npm package", { timeout: 10 * kMinutes }, () => {
     const imported = new Set<string>();
     for (const p of paths.filter((p) => p.endsWith(".js"))) {
       const code = readFileSync(join(kRepo, p), "utf8");
-      for (const m of code.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s*"([^"]+)"|\bimport\(\s*"([^"]+)"\s*\)|^import\s+"([^"]+)"/gm)) {
+      for (const m of code.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s*"([^"]+)"|\b(?:import|importModule)\(\s*"([^"]+)"\s*\)|^import\s+"([^"]+)"/gm)) {
         const spec = m[1] ?? m[2] ?? m[3]!;
         if (!spec.startsWith(".") && !spec.startsWith("node:")) imported.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
       }

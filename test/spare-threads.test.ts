@@ -1,5 +1,7 @@
 import { strict as assert } from "node:assert";
+import { once } from "node:events";
 import { describe, it } from "node:test";
+import { SpareThreads, bootSparesEarly } from "../src/instances/spare-threads.js";
 import { eventually, startTestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
@@ -36,6 +38,30 @@ describe("spare threads", () => {
       assert.equal(spares.taken, 2);
     } finally {
       await t.close();
+    }
+  });
+
+  it("adopts threads booted before the settings were read, and ends those it cannot use", async () => {
+    const [a, b] = bootSparesEarly(2, 256);
+    const spares = new SpareThreads(1, 256);
+    const surplus = once(b!, "exit");
+    try {
+      assert.equal(spares.take(256), a, "the early thread is the spare");
+      await surplus; // one spare was asked for: the second early thread is terminated
+    } finally {
+      await spares.close();
+      await a!.terminate();
+    }
+    const [other] = bootSparesEarly(1, 256);
+    const gone = once(other!, "exit");
+    const bigger = new SpareThreads(1, 300);
+    try {
+      await gone; // booted with another heap size
+      const taken = bigger.take(300);
+      assert.ok(taken && taken !== other);
+      await taken.terminate();
+    } finally {
+      await bigger.close();
     }
   });
 

@@ -1,6 +1,12 @@
 import type { Command } from "commander";
 import { StreamfnError } from "../api/errors.js";
+import { kDefaultOptions } from "../api/options.js";
+import { bootSparesEarly } from "../instances/spare-threads.js";
 import { programBase } from "./program-base.js";
+
+// Commands that run sandboxes boot their spare thread before anything else loads (see
+// bootSparesEarly); `--spare-threads 0` or another default heap size terminates it.
+if (process.argv[2] === "serve" || process.argv[2] === "dev" || process.argv[2] === "worker") bootSparesEarly(1, kDefaultOptions.memoryMb);
 
 /**
  * Long-running commands, registered alone when they are the one run: a server, or a worker

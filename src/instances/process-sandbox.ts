@@ -4,13 +4,13 @@ import { statSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import type { EventLoopUtilization } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import type { JournalRecord } from "../runtime/output-journal.js";
 import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
+import { runtimeEntry } from "../runtime/entries.js";
 import { kInitEnv } from "../runtime/sandbox-port.js";
 import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
 
-const kWorkerEntry = fileURLToPath(new URL("../runtime/worker-main.js", import.meta.url));
+const kWorkerEntry = runtimeEntry("worker-main");
 /** The package root: the runtime's own code and its dependencies are read from here. */
 const kPackageRoot = resolve(dirname(kWorkerEntry), "../../..");
 const kNoUtilization: EventLoopUtilization = Object.freeze({ idle: 0, active: 0, utilization: 0 });

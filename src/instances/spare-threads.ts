@@ -8,6 +8,30 @@ import { spawnThread } from "./spawn-thread.js";
  * zero still means zero instances. Spares are made with one heap size; a function asking for
  * another boots its own thread.
  */
+/**
+ * Threads booted by bootSparesEarly before the server's settings were read, for the next
+ * SpareThreads to adopt. A lone process-wide list: there is one CLI start per process.
+ */
+const early: { worker: Worker; memoryMb: number }[] = [];
+
+/**
+ * Boots `count` spare threads with the default heap at once, as the first thing a server's
+ * command does. A thread boots on the other core while this one loads the CLI and reads the
+ * functions; booted later, it was the last thing the first stream waited for. A SpareThreads
+ * made with other settings terminates what it cannot use.
+ */
+export function bootSparesEarly(count: number, memoryMb: number): Worker[] {
+  const booted: Worker[] = [];
+  for (let i = 0; i < count; i++) {
+    const worker = spawnThread({ spare: true }, memoryMb);
+    worker.unref();
+    worker.on("error", () => {});
+    early.push({ worker, memoryMb });
+    booted.push(worker);
+  }
+  return booted;
+}
+
 export class SpareThreads {
   readonly #spares: Worker[] = [];
   #closed = false;
@@ -19,6 +43,10 @@ export class SpareThreads {
     readonly count: number,
     readonly memoryMb: number,
   ) {
+    for (const e of early.splice(0)) {
+      if (e.memoryMb === memoryMb && this.#spares.length < count) this.#keep(e.worker);
+      else void e.worker.terminate();
+    }
     this.#fill();
   }
 
@@ -49,16 +77,17 @@ export class SpareThreads {
   }
 
   #fill(): void {
-    while (!this.#closed && this.#spares.length < this.count) {
-      const worker = spawnThread({ spare: true }, this.memoryMb);
-      // An idle spare must not keep the process alive, nor linger in the list once dead.
-      worker.unref();
-      worker.on("error", () => {});
-      worker.once("exit", () => {
-        const i = this.#spares.indexOf(worker);
-        if (i >= 0) this.#spares.splice(i, 1);
-      });
-      this.#spares.push(worker);
-    }
+    while (!this.#closed && this.#spares.length < this.count) this.#keep(spawnThread({ spare: true }, this.memoryMb));
+  }
+
+  #keep(worker: Worker): void {
+    // An idle spare must not keep the process alive, nor linger in the list once dead.
+    worker.unref();
+    worker.on("error", () => {});
+    worker.once("exit", () => {
+      const i = this.#spares.indexOf(worker);
+      if (i >= 0) this.#spares.splice(i, 1);
+    });
+    this.#spares.push(worker);
   }
 }

@@ -1,10 +1,10 @@
 import { Worker } from "node:worker_threads";
-import { fileURLToPath } from "node:url";
 import type { SandboxInit } from "../runtime/protocol.js";
 import type { SpareInit } from "../runtime/sandbox-port.js";
+import { runtimeEntry } from "../runtime/entries.js";
 import { sandboxEnv } from "./sandbox-env.js";
 
-const kWorkerEntry = fileURLToPath(new URL("../runtime/worker-main.js", import.meta.url));
+const kWorkerEntry = runtimeEntry("worker-main");
 
 /** A worker thread running the sandbox runtime, with its own V8 heap limit. */
 export function spawnThread(init: SandboxInit | SpareInit, memoryMb: number): Worker {

@@ -6,6 +6,7 @@ import type { DeployedFunction } from "../registry/registry.js";
 import type { RouterObserver } from "../router/router.js";
 import type { EndRecord, Stream } from "../router/stream.js";
 import type { StreamHandle } from "../router/stream-table.js";
+import { importModule } from "../runtime/import-module.js";
 import { BucketHistogram, HistogramFamily } from "./bucket-histogram.js";
 
 /** Where the metrics read the state their gauges mirror, at scrape time. */
@@ -145,7 +146,7 @@ export class StreamfnMetrics {
    * it after it started (see `loadSoon`) or at the first scrape, whichever comes first.
    */
   load(): Promise<PromRegistry> {
-    this.#loading ??= import("prom-client").then(async (prom) => {
+    this.#loading ??= importModule<typeof import("prom-client")>("prom-client").then(async (prom) => {
       const registry = new prom.Registry();
       // The event-loop delay histogram samples on a timer. prom-client's default, every 10 ms,
       // wakes an idle server 100 times a second (~1% of a core here), against scale to zero's

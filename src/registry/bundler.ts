@@ -4,6 +4,7 @@ import { dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type * as esbuild from "esbuild";
 import { StreamfnError } from "../api/errors.js";
+import { importModule } from "../runtime/import-module.js";
 
 /** Our own public entry: a function's `import "streamfn"` is bundled against it. */
 const kApiEntry = fileURLToPath(new URL("../api/index.js", import.meta.url));
@@ -68,7 +69,7 @@ export async function buildFunction(input: string | SourceInput, name: string, s
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   const workingDir = process.cwd();
   // Loaded on first use: a start whose bundles all come from the cache never loads it.
-  const { build } = await import("esbuild");
+  const { build } = await importModule<typeof esbuild>("esbuild");
   try {
     result = await build({
       ...entry,

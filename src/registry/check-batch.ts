@@ -1,11 +1,11 @@
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { StreamfnError } from "../api/errors.js";
 import { sandboxEnv } from "../instances/sandbox-env.js";
 import type { CheckBatchInit, CheckReport } from "../runtime/check-main.js";
+import { runtimeEntry } from "../runtime/entries.js";
 import { kProbeMemoryMb, kProbeTimeoutMs } from "./probe.js";
 
-const kCheckEntry = fileURLToPath(new URL("../runtime/check-main.js", import.meta.url));
+const kCheckEntry = runtimeEntry("check-main");
 
 /**
  * Checks the bundles of several function files in one throwaway worker thread (the start-up of

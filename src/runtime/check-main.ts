@@ -15,8 +15,9 @@ export type CheckReport = { i: number; options: unknown; sources: unknown } | { 
 const { bundlePaths } = workerData as CheckBatchInit;
 const port = parentPort!;
 
-// Loaded side by side: a bundle whose loading never finishes holds up no other.
-await Promise.all(
+// Loaded side by side: a bundle whose loading never finishes holds up no other. (No top-level
+// await: the build bundles this file as CommonJS.)
+void Promise.all(
   bundlePaths.map(async (path, i) => {
     let report: CheckReport;
     try {

@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import { isStreamFunction } from "../api/define.js";
 import type { ErrorRecord } from "../api/errors.js";
 import type { StreamFunction } from "../api/types.js";
+import { importModule } from "./import-module.js";
 import { OutputJournal } from "./output-journal.js";
 import { SandboxOutbox, describeFatal, toErrorRecord } from "./sandbox-outbox.js";
 import { LogRateLimit, streamLogger } from "./sandbox-log.js";
@@ -118,7 +119,7 @@ export async function runSandbox(port: SandboxPort): Promise<void> {
 
   let fn: StreamFunction;
   try {
-    const mod = (await import(init.importUrl ?? pathToFileURL(init.bundlePath).href)) as { default?: unknown };
+    const mod = await importModule<{ default?: unknown }>(init.importUrl ?? pathToFileURL(init.bundlePath).href);
     if (!isStreamFunction(mod.default)) {
       throw Object.assign(
         new Error("the default export is not a stream function (use defineStreamFunction)"),
