@@ -1,5 +1,9 @@
 // Summarises a V8 .cpuprofile (from `node --cpu-prof`) as the functions with the most self
-// time. Usage: node dist/bench/profile-summary.js <file.cpuprofile>... [--top N]
+// time, or (--areas) as self time per area of the code: system calls, Node, V8, ws, each
+// streamfn component, the handler. With --us-per-event X the areas are also given in µs per
+// event, as their share of busy time × X (the CPU per event an unprofiled run measured), so the
+// sampler's own overhead does not inflate them.
+// Usage: node dist/bench/profile-summary.js <file.cpuprofile>... [--top N] [--areas [--us-per-event X]]
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -54,6 +58,63 @@ export function hotFunctions(file: string, top = 20): { busyMs: number; totalMs:
   return { busyMs: busy / 1000, totalMs: total / 1000, hot };
 }
 
+/** Where a frame's self time belongs: first matching rule wins. */
+const kAreas: [string, (name: string, url: string) => boolean][] = [
+  ["garbage collection", (n) => n === "(garbage collector)"],
+  ["socket system calls (read, writev)", (n, u) => !u && /^(writev|writeBuffer|writeUtf8String|writeLatin1String|read|readStop|readStart|onStreamRead)$/.test(n)],
+  ["thread messages (postMessage, receive)", (n, u) => (!u && /^(postMessage|drainMessagePort|receiveMessageOnPort)$/.test(n)) || u.includes("per_context/messageport") || (u.startsWith("node:internal/worker") && !u.includes("io"))],
+  ["V8 and other native code (program, microtasks)", (n, u) => !u || n === "(program)"],
+  ["Node internals (net, streams, events, timers)", (_n, u) => u.startsWith("node:")],
+  ["ws (frames, masks, parser)", (_n, u) => u.includes("node_modules/ws/")],
+  ["gateway", (_n, u) => u.includes("/src/gateway/")],
+  ["router", (_n, u) => u.includes("/src/router/")],
+  ["instance and hand-over", (_n, u) => u.includes("/src/instances/")],
+  ["sandbox runtime", (_n, u) => u.includes("/src/runtime/") || u.includes("worker-main.bundle.cjs") || u.includes("/src/api/")],
+  ["metrics", (_n, u) => u.includes("/src/metrics/")],
+  ["reference server (bench)", (_n, u) => u.includes("/bench/inline-server")],
+  ["handler (function bundle)", (_n, u) => /\.streamfn\/|\/bundles\/|\.mjs$/.test(u)],
+  ["other streamfn code", (_n, u) => u.includes("/dist/src/")],
+  ["other", () => true],
+];
+
+export interface AreaTime {
+  area: string;
+  selfMs: number;
+  share: number;
+}
+
+/** Self time per area of the code (kAreas), most first; `share` is of non-idle time. */
+export function areaTimes(file: string): { busyMs: number; areas: AreaTime[] } {
+  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+  const byId = new Map<number, ProfileNode>();
+  for (const n of profile.nodes) byId.set(n.id, n);
+  const byArea = new Map<string, number>();
+  let busy = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const node = byId.get(profile.samples[i]!);
+    const dt = profile.timeDeltas[i + 1] ?? 0;
+    if (!node || node.callFrame.functionName === "(idle)") continue;
+    busy += dt;
+    const { functionName, url } = node.callFrame;
+    const area = kAreas.find(([, match]) => match(functionName, url))![0];
+    byArea.set(area, (byArea.get(area) ?? 0) + dt);
+  }
+  const areas = [...byArea.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([area, us]) => ({ area, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
+  return { busyMs: busy / 1000, areas };
+}
+
+export function formatAreas(file: string, usPerEvent?: number): string {
+  const { busyMs, areas } = areaTimes(file);
+  const lines = [`${basename(file)}: ${busyMs.toFixed(0)} ms busy`, usPerEvent ? "| area (self time) | share | µs/event |\n|---|---|---|" : "| area (self time) | share |\n|---|---|"];
+  for (const a of areas) {
+    const share = `${(a.share * 100).toFixed(1)}%`;
+    lines.push(usPerEvent ? `| ${a.area} | ${share} | ${(a.share * usPerEvent).toFixed(1)} |` : `| ${a.area} | ${share} |`);
+  }
+  return lines.join("\n");
+}
+
 function shortUrl(url: string): string {
   const m = /\/(dist\/.*|node_modules\/.*)$/.exec(url);
   if (m) return m[1]!;
@@ -72,5 +133,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const args = process.argv.slice(2);
   const t = args.indexOf("--top");
   const top = t >= 0 ? Number(args.splice(t, 2)[1]) : 25;
-  for (const f of args) console.log(formatHot(f, top));
+  const u = args.indexOf("--us-per-event");
+  const usPerEvent = u >= 0 ? Number(args.splice(u, 2)[1]) : undefined;
+  const a = args.indexOf("--areas");
+  const byArea = a >= 0 && args.splice(a, 1).length > 0;
+  for (const f of args) console.log(byArea ? formatAreas(f, usPerEvent) : formatHot(f, top));
 }
