@@ -59,7 +59,9 @@ export function hotFunctions(file: string, top = 20): { busyMs: number; totalMs:
 }
 
 /** Where a frame's self time belongs: first matching rule wins. */
+const kStartUp = "start-up (loading and compiling code; left out of µs/event)";
 const kAreas: [string, (name: string, url: string) => boolean][] = [
+  [kStartUp, (n, u) => /modules\/(cjs|esm)\/|bootstrap\/|cjs-module-lexer/.test(u) || /^(compileFunction|compileForInternalLoader)$/.test(n)],
   ["garbage collection", (n) => n === "(garbage collector)"],
   ["socket system calls (read, writev)", (n, u) => !u && /^(writev|writeBuffer|writeUtf8String|writeLatin1String|read|readStop|readStart|onStreamRead)$/.test(n)],
   ["thread messages (postMessage, receive)", (n, u) => (!u && /^(postMessage|drainMessagePort|receiveMessageOnPort)$/.test(n)) || u.includes("per_context/messageport") || (u.startsWith("node:internal/worker") && !u.includes("io"))],
@@ -105,12 +107,18 @@ export function areaTimes(file: string): { busyMs: number; areas: AreaTime[] } {
   return { busyMs: busy / 1000, areas };
 }
 
+/**
+ * A markdown table of areaTimes. With `usPerEvent`, each area's µs per event is its share of
+ * the busy time outside start-up, times `usPerEvent`.
+ */
 export function formatAreas(file: string, usPerEvent?: number): string {
   const { busyMs, areas } = areaTimes(file);
+  const startUp = areas.find((a) => a.area === kStartUp)?.share ?? 0;
   const lines = [`${basename(file)}: ${busyMs.toFixed(0)} ms busy`, usPerEvent ? "| area (self time) | share | µs/event |\n|---|---|---|" : "| area (self time) | share |\n|---|---|"];
   for (const a of areas) {
     const share = `${(a.share * 100).toFixed(1)}%`;
-    lines.push(usPerEvent ? `| ${a.area} | ${share} | ${(a.share * usPerEvent).toFixed(1)} |` : `| ${a.area} | ${share} |`);
+    const us = a.area === kStartUp || startUp >= 1 ? "—" : ((a.share / (1 - startUp)) * usPerEvent!).toFixed(1);
+    lines.push(usPerEvent ? `| ${a.area} | ${share} | ${us} |` : `| ${a.area} | ${share} |`);
   }
   return lines.join("\n");
 }

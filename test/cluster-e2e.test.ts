@@ -80,6 +80,34 @@ describe("cluster end to end: nats-server, workers and gateways as processes", {
   });
 });
 
+const kInline = `import { defineStreamFunction } from "streamfn";
+export default defineStreamFunction({
+  sandbox: "inline",
+  async *handler(events) {
+    for await (const e of events) yield e;
+  },
+});
+`;
+
+describe("cluster: a worker started with --no-inline", { skip: kSkipWithoutNats }, () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await TestCluster.start({ ...kFunctions, "here.ts": kInline }, "noinline");
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it("refuses a function that asks for the inline tier, with SANDBOX_NOT_ALLOWED, and serves the others", async () => {
+    const w = await cluster.worker("w-strict", 2_000, ["--no-inline"]);
+    const refusal = w.bg.output.split("\n").find((l) => l.includes("SANDBOX_NOT_ALLOWED"));
+    assert.ok(refusal, `the worker says why it does not serve here:\n${w.bg.output}`);
+    assert.match(refusal, /here/);
+    const gw = await cluster.gateway();
+    assert.equal((await runStream(gw.wsUrl, "strict-1", [1, 2])).length, 3);
+  });
+});
+
 // One slot per worker: a worker with a stream running pulls no other.
 const kOneSlot = `import { defineStreamFunction } from "streamfn";
 export default defineStreamFunction({

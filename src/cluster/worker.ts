@@ -49,6 +49,8 @@ export interface ClusterWorkerOptions {
   port?: number;
   /** The address of that endpoint (default loopback). */
   host?: string;
+  /** false: refuse functions that ask for the inline tier (`--no-inline`), as `serve` does. */
+  allowInline?: boolean;
 }
 
 /** One stream this worker runs: the local router stream fed from the event log, writing to the output log. */
@@ -123,6 +125,7 @@ export class ClusterWorker {
       defaults: options.defaults,
       overrides: options.overrides,
       observer: this.metrics.poolObserver,
+      allowInline: options.allowInline,
     });
     // Ended ids are the cluster's to remember: a stream taken back over must open here again.
     this.router = new Router(this.registry, this.metrics.routerObserver, { endedRetentionMs: 0, outputRetention: 0 });

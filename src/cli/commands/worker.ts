@@ -16,6 +16,7 @@ interface WorkerFlags {
   set: string[];
   port?: number;
   host?: string;
+  inline: boolean;
 }
 
 function parsePort(value: string): number {
@@ -52,6 +53,7 @@ export function registerWorker(program: Command): void {
     .option("--memory", "keep the cluster's streams in memory (throwaway clusters, tests)")
     .option("-c, --config <file>", "JSON config file (its defaults and functions options apply)")
     .option("--set <option=value>", "set a function option for all (idleTimeoutMs=5000) or one function (echo.concurrency=4); repeatable", collect, [])
+    .option("--no-inline", "refuse functions that ask for the inline tier (sandbox \"inline\": no isolation from the worker)")
     .action(async (dir: string, opts: WorkerFlags) => {
       const cfg = opts.config ? readConfigFile(opts.config) : {};
       const defaults: Record<string, unknown> = { ...cfg.defaults };
@@ -72,6 +74,7 @@ export function registerWorker(program: Command): void {
         logger,
         port: opts.port,
         host: opts.host,
+        allowInline: opts.inline,
       });
       let stopping = false;
       const stop = (): void => {
