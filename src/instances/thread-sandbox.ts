@@ -3,6 +3,8 @@ import type { Worker } from "node:worker_threads";
 import { kJournalBytes, readJournal } from "../runtime/output-journal.js";
 import type { JournalRecord } from "../runtime/output-journal.js";
 import type { FromSandbox, SandboxInit, ToSandbox } from "../runtime/protocol.js";
+import { decodeFromSandbox, encodeToSandbox } from "../runtime/thread-wire.js";
+import type { Wire } from "../runtime/thread-wire.js";
 import type { Sandbox, SandboxExit, SandboxSpec } from "./sandbox.js";
 import { spawnThread } from "./spawn-thread.js";
 
@@ -15,7 +17,7 @@ export class ThreadSandbox implements Sandbox {
   #terminating: Promise<void> | undefined;
   #exited = false;
   /** Batches for a spare thread, held until it has loaded the function (see connectSandboxPort). */
-  #held: [ToSandbox[], ArrayBuffer[]][] | undefined;
+  #held: [Wire, ArrayBuffer[]][] | undefined;
 
   /** `spare`: an already booted thread (SpareThreads) to load the function into, instead of a new one. */
   constructor(spec: SandboxSpec, spare?: Worker) {
@@ -27,14 +29,14 @@ export class ThreadSandbox implements Sandbox {
     } else {
       this.#worker = spawnThread(init, spec.memoryMb);
     }
-    this.#worker.on("message", (batch: FromSandbox[]) => {
+    this.#worker.on("message", (wire: Wire) => {
       if (this.#held) {
         // Its first message is `ready`: from here on it listens for batches.
         const held = this.#held;
         this.#held = undefined;
         for (const [b, t] of held) this.#worker.postMessage(b, t);
       }
-      this.onBatch(batch);
+      this.onBatch(decodeFromSandbox(wire));
     });
     let lastError: Error | undefined;
     this.#worker.on("error", (err: Error) => {
@@ -49,11 +51,12 @@ export class ThreadSandbox implements Sandbox {
 
   post(batch: ToSandbox[], transfer: ArrayBuffer[]): void {
     if (this.#exited) return;
+    const wire = encodeToSandbox(batch);
     if (this.#held) {
-      this.#held.push([batch, transfer]);
+      this.#held.push([wire, transfer]);
       return;
     }
-    this.#worker.postMessage(batch, transfer);
+    this.#worker.postMessage(wire, transfer);
   }
 
   eventLoopUtilization(since?: EventLoopUtilization): EventLoopUtilization {

@@ -1,5 +1,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import type { FromSandbox, SandboxInit, ToSandbox } from "./protocol.js";
+import { decodeToSandbox, encodeFromSandbox } from "./thread-wire.js";
+import type { Wire } from "./thread-wire.js";
 
 /** The channel to the router, whichever sandbox this code runs in. */
 export interface SandboxPort {
@@ -38,8 +40,8 @@ export async function connectSandboxPort(): Promise<SandboxPort> {
     const init = "spare" in data ? await new Promise<SandboxInit>((resolve) => port.once("message", resolve)) : data;
     return {
       init,
-      postMessage: (batch) => port.postMessage(batch),
-      onMessage: (handler) => port.on("message", handler),
+      postMessage: (batch) => port.postMessage(encodeFromSandbox(batch)),
+      onMessage: (handler) => port.on("message", (wire: Wire) => handler(decodeToSandbox(wire))),
     };
   }
   const raw = process.env[kInitEnv];
