@@ -1,7 +1,9 @@
 // `npm run bench:start`: server start as a user meets it. Packs this checkout, installs the
 // tarball in an empty project, writes six small functions and times, from spawning the
-// installed `streamfn serve` to the first output of one stream: with an empty cache (a fresh
-// container) and with the cache a previous run left (a restart on the same disk).
+// installed `streamfn serve` to the first output of one stream: as the first run after the
+// install (no build cache, no code cache: a fresh container), with an empty build cache but
+// the code cache an earlier run wrote, and with both caches a previous run left (a restart on
+// the same disk).
 // See docs/benchmarks.md, "Server start".
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -106,8 +108,12 @@ interface Sample {
   firstOutputMs: number;
 }
 
-function once(dir: string, cache: "cold" | "warm"): Promise<Sample> {
-  if (cache === "cold") rmSync(join(dir, "fns", ".streamfn"), { recursive: true, force: true });
+type CacheCase = "fresh" | "cold" | "warm";
+
+function once(dir: string, cache: CacheCase): Promise<Sample> {
+  if (cache !== "warm") rmSync(join(dir, "fns", ".streamfn"), { recursive: true, force: true });
+  // The binary's V8 code cache, which the first run after an install writes (bin/streamfn.cjs).
+  if (cache === "fresh") rmSync(join(dir, "node_modules", "streamfn", "dist", "src", "cli", ".v8-cache"), { recursive: true, force: true });
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, ["first-output.mjs"], { cwd: dir, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
@@ -129,7 +135,7 @@ for (const s of subjects) console.log(`${s.label}: ${s.dir}`);
 
 const load = loadavg().map((l) => l.toFixed(2)).join(" ");
 const results = new Map<string, Sample[]>();
-for (const cache of ["cold", "warm"] as const) {
+for (const cache of ["fresh", "cold", "warm"] as const) {
   // One warm-up each: file caches, and for "warm" the cache it then reuses.
   for (const s of subjects) await once(s.dir, cache);
   for (let i = 0; i < runs; i++) {
@@ -152,7 +158,7 @@ for (const [key, list] of results) {
   );
 }
 if (subjects.length === 2) {
-  for (const cache of ["cold", "warm"]) {
+  for (const cache of ["fresh", "cold", "warm"]) {
     const a = results.get(`A ${cache}`)!;
     const b = results.get(`B ${cache}`)!;
     const ratios = a.map((s, i) => s.firstOutputMs / b[i]!.firstOutputMs);
