@@ -74,7 +74,7 @@ const kAreas: [string, (name: string, url: string) => boolean][] = [
   ["sandbox runtime", (_n, u) => u.includes("/src/runtime/") || u.includes("worker-main.bundle.cjs") || u.includes("/src/api/")],
   ["metrics", (_n, u) => u.includes("/src/metrics/")],
   ["reference server (bench)", (_n, u) => u.includes("/bench/inline-server")],
-  ["handler (function bundle)", (_n, u) => /\.streamfn\/|\/bundles\/|\.mjs$/.test(u)],
+  ["handler (its bundle and the packages it imports)", (_n, u) => /\.streamfn\/|\/bundles\/|\.mjs$/.test(u)],
   ["other streamfn code", (_n, u) => u.includes("/dist/src/")],
   ["other", () => true],
 ];
