@@ -4,8 +4,9 @@ import type { EndReason, StreamFunctionOptions } from "../api/types.js";
 import type { LogLevel } from "../router/stream-log.js";
 
 // Messages between the router's side and a sandbox. Each postMessage carries an array of
-// these: both sides queue them and flush once per turn of the event loop, so a busy stream
-// costs one thread message per batch, not one per event.
+// these (between threads encoded flat, see thread-wire.ts): both sides queue them and flush
+// once per turn of the event loop, so a busy stream costs one thread message per batch, not
+// one per event.
 
 /** Router → sandbox. `s` is the router's numeric stream handle, unique per server. */
 export type ToSandbox =
