@@ -52,6 +52,17 @@ describe("spare threads", () => {
       await spares.close();
       await a!.terminate();
     }
+    // One that died before the server was ready is not adopted.
+    const [dead] = bootSparesEarly(1, 256);
+    await dead!.terminate();
+    const afterDeath = new SpareThreads(1, 256);
+    try {
+      const live = afterDeath.take(256);
+      assert.ok(live && live !== dead, "a fresh spare, not the dead one");
+      await live.terminate();
+    } finally {
+      await afterDeath.close();
+    }
     const [other] = bootSparesEarly(1, 256);
     const gone = once(other!, "exit");
     const bigger = new SpareThreads(1, 300);

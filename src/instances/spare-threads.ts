@@ -2,17 +2,10 @@ import type { Worker } from "node:worker_threads";
 import { spawnThread } from "./spawn-thread.js";
 
 /**
- * Worker threads booted ahead of need. Booting Node in a thread is most of a cold start (25–40 ms
- * here); a spare has done that already and only has to load the function. A spare belongs to
- * no function: it holds a little memory, no CPU, and does not count as an instance, so scale to
- * zero still means zero instances. Spares are made with one heap size; a function asking for
- * another boots its own thread.
- */
-/**
  * Threads booted by bootSparesEarly before the server's settings were read, for the next
  * SpareThreads to adopt. A lone process-wide list: there is one CLI start per process.
  */
-const early: { worker: Worker; memoryMb: number }[] = [];
+const early: { worker: Worker; memoryMb: number; exited: boolean }[] = [];
 
 /**
  * Boots `count` spare threads with the default heap at once, as the first thing a server's
@@ -26,12 +19,21 @@ export function bootSparesEarly(count: number, memoryMb: number): Worker[] {
     const worker = spawnThread({ spare: true }, memoryMb);
     worker.unref();
     worker.on("error", () => {});
-    early.push({ worker, memoryMb });
+    const entry = { worker, memoryMb, exited: false };
+    worker.once("exit", () => (entry.exited = true));
+    early.push(entry);
     booted.push(worker);
   }
   return booted;
 }
 
+/**
+ * Worker threads booted ahead of need. Booting Node in a thread is most of a cold start (25–40 ms
+ * here); a spare has done that already and only has to load the function. A spare belongs to
+ * no function: it holds a little memory, no CPU, and does not count as an instance, so scale to
+ * zero still means zero instances. Spares are made with one heap size; a function asking for
+ * another boots its own thread.
+ */
 export class SpareThreads {
   readonly #spares: Worker[] = [];
   #closed = false;
@@ -44,6 +46,7 @@ export class SpareThreads {
     readonly memoryMb: number,
   ) {
     for (const e of early.splice(0)) {
+      if (e.exited) continue;
       if (e.memoryMb === memoryMb && this.#spares.length < count) this.#keep(e.worker);
       else void e.worker.terminate();
     }
