@@ -137,6 +137,40 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
     }
   });
 
+  it("a read of the store that fails while the connection is down is tried again, not fatal to the feed", async () => {
+    const proxy = await CuttableProxy.start(nats.port);
+    const reader = await openCluster({ servers: `nats://127.0.0.1:${proxy.port}`, prefix: "t1", leaseMs: 2_000 });
+    try {
+      await h.events.append("echo", "down", 1, enc("e1"));
+      proxy.cut();
+      const got: string[] = [];
+      const errors: unknown[] = [];
+      const feed = new OrderedFeed({
+        nc: reader.cluster.nc,
+        jsm: reader.cluster.jsm,
+        stream: reader.cluster.settings.names.events,
+        subject: reader.events.subject("echo", "down"),
+        positionOf,
+        from: 1,
+        onRecord: (r) => got.push(dec(r.data)),
+        onError: (err) => errors.push(err),
+      });
+      // Its first read of the store goes out on a connection that is down: past the client's
+      // request timeout (5 s) it has failed at least once.
+      feed.start();
+      await new Promise((r) => setTimeout(r, 6_000));
+      assert.deepEqual(errors, [], "a failed read does not fail the feed");
+      proxy.restore();
+      await eventually(() => got.length === 1, 15_000, "the stored record, once the connection is back");
+      assert.deepEqual(got, ["e1"]);
+      assert.deepEqual(errors, []);
+      feed.close();
+    } finally {
+      await reader.close();
+      await proxy.close();
+    }
+  });
+
   it("a retried append is stored once (server dedup by message id)", async () => {
     const a = await h.events.append("echo", "s.dup", 1, enc("one"));
     const b = await h.events.append("echo", "s.dup", 1, enc("one"));

@@ -4,6 +4,9 @@ import { StreamfnError } from "../api/errors.js";
 import { lastOnSubject, readSubject } from "./direct-read.js";
 import { onReconnect } from "./connect.js";
 
+/** How soon a failed read of the store is tried again. */
+const kReadRetryMs = 250;
+
 export interface FeedRecord {
   position: number;
   seq: number;
@@ -47,6 +50,8 @@ export class OrderedFeed {
   /** A record came live: from it on the subscription delivers everything, reads only fill gaps. */
   #sawLive = false;
   #gapSince: number | undefined;
+  /** Since when reads of the store have failed in a row (undefined: the last one worked). */
+  #readFailingSince: number | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
   #offReconnect: (() => void) | undefined;
@@ -144,11 +149,22 @@ export class OrderedFeed {
           }
         } while (this.#readAgain && !this.#closed && (!this.#sawLive || this.#pending.size > 0));
       } catch (err) {
-        this.#fail(err instanceof StreamfnError ? err : new StreamfnError("CLUSTER_ERROR", String(err)));
+        // A read fails when the connection drops under it (its request times out): that is no
+        // reason to fail the stream. Read again shortly (the reconnect's catch-up may come
+        // first); only reads that keep failing for the gap timeout fail the feed.
+        const now = Date.now();
+        this.#readFailingSince ??= now;
+        if (now - this.#readFailingSince > this.#o.gapTimeoutMs) {
+          this.#fail(err instanceof StreamfnError ? err : new StreamfnError("CLUSTER_ERROR", String(err)));
+          return;
+        }
+        clearTimeout(this.#retry);
+        this.#retry = setTimeout(() => this.#readBack(), kReadRetryMs);
         return;
       } finally {
         this.#reading = false;
       }
+      this.#readFailingSince = undefined;
       this.#checkGap();
     })();
   }
