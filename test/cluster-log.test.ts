@@ -8,6 +8,8 @@ import { connectCluster } from "../src/cluster/connect.js";
 import { openCluster } from "../src/cluster/open-cluster.js";
 import type { ClusterHandle } from "../src/cluster/open-cluster.js";
 import { OrderedFeed } from "../src/cluster/ordered-feed.js";
+import { bucketKeys } from "../src/cluster/kv-keys.js";
+import { Kvm } from "@nats-io/kv";
 import { CuttableProxy } from "./helpers/cuttable-proxy.js";
 import { kPositionHeader, positionOf } from "../src/cluster/event-log.js";
 import { FencedError } from "../src/cluster/output-log.js";
@@ -169,6 +171,18 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
       await reader.close();
       await proxy.close();
     }
+  });
+
+  it("lists a KV bucket's keys in one request: none, then every key, deleted ones included", async () => {
+    const kv = await new Kvm(h.cluster.nc).create(`t1-keys-${Date.now()}`, { history: 1 });
+    assert.deepEqual(await bucketKeys(kv), []);
+    await kv.put("w.one", "1");
+    await kv.put("w.two", "2");
+    await kv.put("w.two", "2 again");
+    await kv.delete("w.one");
+    assert.deepEqual((await bucketKeys(kv)).sort(), ["w.one", "w.two"]);
+    assert.equal((await kv.get("w.one"))?.operation, "DEL");
+    await kv.destroy();
   });
 
   it("a retried append is stored once (server dedup by message id)", async () => {

@@ -19,6 +19,7 @@ import { openCluster } from "./open-cluster.js";
 import type { ClusterHandle } from "./open-cluster.js";
 import { ensureBuckets, kWorkerStatusEveryMs } from "./wire.js";
 import type { ClusterBuckets, WorkerStatus } from "./wire.js";
+import { bucketKeys } from "./kv-keys.js";
 
 export interface ClusterGatewayOptions {
   nats: string;
@@ -111,7 +112,7 @@ export class ClusterGatewayServer {
   async #allWorkers(): Promise<(WorkerStatus & { ageMs: number; stale: boolean })[]> {
     const out: (WorkerStatus & { ageMs: number; stale: boolean })[] = [];
     const kv = this.#buckets.workers;
-    for await (const key of await kv.keys()) {
+    for (const key of await bucketKeys(kv)) {
       const e = await kv.get(key).catch(() => null);
       if (!e || e.operation !== "PUT") continue;
       const w = e.json<WorkerStatus>();

@@ -25,6 +25,7 @@ import { GatewayHold, holdSubject } from "./output-hold.js";
 import { ensureBuckets, kBinaryOutputHeader, kEndReasonHeader, kEventKindHeader, kEventSeqHeader, progressSubject, streamRecordKey } from "./wire.js";
 import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord, WorkerStatus } from "./wire.js";
 import { kWorkerStatusEveryMs } from "./wire.js";
+import { bucketKeys } from "./kv-keys.js";
 
 // One of each per process: outputs and events pass through them one by one.
 const kDecoder = new TextDecoder();
@@ -184,7 +185,7 @@ export class ClusterStreamTable implements StreamTable {
   async workers(): Promise<WorkerStatus[]> {
     const out: WorkerStatus[] = [];
     const kv = this.#buckets.workers;
-    for await (const key of await kv.keys()) {
+    for (const key of await bucketKeys(kv)) {
       const e = await kv.get(key).catch(() => null);
       if (!e || e.operation !== "PUT") continue;
       const w = e.json<WorkerStatus>();
