@@ -7,7 +7,8 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import WebSocket from "ws";
+import { connectMany, pingAll } from "./load.js";
+import type { Payload } from "./load.js";
 import { fmt, median, sleep } from "./stats.js";
 
 const kUsage = `usage: npm run bench:idle-memory -- [options]
@@ -42,26 +43,8 @@ function rssMiB(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
-async function openIdle(wsUrl: string, n: number): Promise<WebSocket[]> {
-  const sockets: WebSocket[] = [];
-  const batch = 50; // handshakes in flight at once
-  for (let i = 0; i < n; i += batch) {
-    await Promise.all(
-      Array.from({ length: Math.min(batch, n - i) }, (_, j) =>
-        new Promise<void>((resolve, reject) => {
-          const ws = new WebSocket(`${wsUrl}/v1/functions/idle/streams`);
-          ws.once("open", () => ws.send(JSON.stringify({ data: { i: i + j } })));
-          ws.on("message", (m) => {
-            if ((JSON.parse(String(m)) as { type?: string }).type === "output") resolve();
-          });
-          ws.once("error", reject);
-          sockets.push(ws);
-        }),
-      ),
-    );
-  }
-  return sockets;
-}
+/** One small event per stream, as the idle streams of `npm run bench` would hold none of its size. */
+const kIdleEvent: Payload = { kind: "json", frame: Buffer.from('{"data":{"idle":true}}') };
 
 interface Sample {
   before: number;
@@ -83,10 +66,12 @@ async function once(bin: string): Promise<Sample> {
   try {
     await sleep(1500);
     const before = rssMiB(server.pid!);
-    const sockets = await openIdle(url.replace(/^http/, "ws"), streams);
+    // 50 handshakes in flight at once; each stream then handles its one event.
+    const producers = await connectMany(() => `${url.replace(/^http/, "ws")}/v1/functions/idle/streams`, streams, 50);
+    await pingAll(producers, kIdleEvent, 50);
     await sleep(3000);
     const after = rssMiB(server.pid!);
-    for (const s of sockets) s.terminate();
+    for (const p of producers) p.ws.terminate();
     return { before, after };
   } finally {
     server.kill("SIGTERM");
