@@ -23,9 +23,7 @@ import type { ClusterHandle } from "./open-cluster.js";
 import type { OrderedFeed } from "./ordered-feed.js";
 import { GatewayHold, holdSubject } from "./output-hold.js";
 import { ensureBuckets, kBinaryOutputHeader, kEndReasonHeader, kEventKindHeader, kEventSeqHeader, progressSubject, streamRecordKey } from "./wire.js";
-import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord, WorkerStatus } from "./wire.js";
-import { kWorkerStatusEveryMs } from "./wire.js";
-import { bucketKeys } from "./kv-keys.js";
+import type { CatalogEntry, ClusterBuckets, Progress, StreamRecord } from "./wire.js";
 
 // One of each per process: outputs and events pass through them one by one.
 const kDecoder = new TextDecoder();
@@ -179,19 +177,6 @@ export class ClusterStreamTable implements StreamTable {
 
   catalog(): Map<string, CatalogEntry> {
     return this.#catalog;
-  }
-
-  /** The workers' status records that are fresh (a worker gone stops refreshing its own). */
-  async workers(): Promise<WorkerStatus[]> {
-    const out: WorkerStatus[] = [];
-    const kv = this.#buckets.workers;
-    for (const key of await bucketKeys(kv)) {
-      const e = await kv.get(key).catch(() => null);
-      if (!e || e.operation !== "PUT") continue;
-      const w = e.json<WorkerStatus>();
-      if (Date.now() - w.updatedAt <= 3 * kWorkerStatusEveryMs) out.push(w);
-    }
-    return out.sort((a, b) => (a.worker < b.worker ? -1 : 1));
   }
 
   get liveCount(): number {
