@@ -8,6 +8,7 @@ import { connectCluster } from "../src/cluster/connect.js";
 import { openCluster } from "../src/cluster/open-cluster.js";
 import type { ClusterHandle } from "../src/cluster/open-cluster.js";
 import { OrderedFeed } from "../src/cluster/ordered-feed.js";
+import type { FeedRecord } from "../src/cluster/ordered-feed.js";
 import { bucketKeys } from "../src/cluster/kv-keys.js";
 import { Kvm } from "@nats-io/kv";
 import { CuttableProxy } from "./helpers/cuttable-proxy.js";
@@ -89,6 +90,20 @@ describe("cluster: acknowledged publishes", { skip: kSkipWithoutNats }, () => {
   });
 });
 
+/** A feed of stream `id` of function echo's events, read from the first position through `c`. */
+function eventFeed(c: ClusterHandle, id: string, onRecord: (r: FeedRecord) => void, onError: (err: StreamfnError) => void): OrderedFeed {
+  return new OrderedFeed({
+    nc: c.cluster.nc,
+    jsm: c.cluster.jsm,
+    stream: c.cluster.settings.names.events,
+    subject: c.events.subject("echo", id),
+    positionOf,
+    from: 1,
+    onRecord,
+    onError,
+  });
+}
+
 describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
   let nats: TestNatsServer;
   let h: ClusterHandle;
@@ -113,16 +128,7 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
     const reader = await openCluster({ servers: `nats://127.0.0.1:${proxy.port}`, prefix: "t1", leaseMs: 2_000 });
     try {
       const got: string[] = [];
-      const feed = new OrderedFeed({
-        nc: reader.cluster.nc,
-        jsm: reader.cluster.jsm,
-        stream: reader.cluster.settings.names.events,
-        subject: reader.events.subject("echo", "cut"),
-        positionOf,
-        from: 1,
-        onRecord: (r) => got.push(dec(r.data)),
-        onError: (err) => assert.fail(err),
-      });
+      const feed = eventFeed(reader, "cut", (r) => got.push(dec(r.data)), (err) => assert.fail(err));
       feed.start();
       await h.events.append("echo", "cut", 1, enc("e1"));
       await eventually(() => got.length === 1, 5_000, "the first record live");
@@ -147,16 +153,7 @@ describe("cluster: event and output logs", { skip: kSkipWithoutNats }, () => {
       proxy.cut();
       const got: string[] = [];
       const errors: unknown[] = [];
-      const feed = new OrderedFeed({
-        nc: reader.cluster.nc,
-        jsm: reader.cluster.jsm,
-        stream: reader.cluster.settings.names.events,
-        subject: reader.events.subject("echo", "down"),
-        positionOf,
-        from: 1,
-        onRecord: (r) => got.push(dec(r.data)),
-        onError: (err) => errors.push(err),
-      });
+      const feed = eventFeed(reader, "down", (r) => got.push(dec(r.data)), (err) => errors.push(err));
       // Its first read of the store goes out on a connection that is down: past the client's
       // request timeout (5 s) it has failed at least once.
       feed.start();
