@@ -27,8 +27,11 @@ export interface HotFunction {
   share: number;
 }
 
-/** Self time per function (name + file + line), most first; `share` is of non-idle time. */
-export function hotFunctions(file: string, top = 20): { busyMs: number; totalMs: number; hot: HotFunction[] } {
+/**
+ * Self time (µs) summed by `keyOf` of each sample's frame, most first, with the busy (non-idle)
+ * and total sampled time. A sample's time is the gap to the next one.
+ */
+function selfTimes(file: string, keyOf: (frame: ProfileNode["callFrame"]) => string): { busy: number; total: number; sorted: [string, number][] } {
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
   const byId = new Map<number, ProfileNode>();
   for (const n of profile.nodes) byId.set(n.id, n);
@@ -37,24 +40,26 @@ export function hotFunctions(file: string, top = 20): { busyMs: number; totalMs:
   let total = 0;
   for (let i = 0; i < profile.samples.length; i++) {
     const node = byId.get(profile.samples[i]!);
-    // A sample's time is the gap to the next one.
     const dt = profile.timeDeltas[i + 1] ?? 0;
     total += dt;
     if (!node) continue;
-    const f = node.callFrame;
-    if (f.functionName === "(idle)") {
+    if (node.callFrame.functionName === "(idle)") {
       idle += dt;
       continue;
     }
-    const where = f.url ? `${shortUrl(f.url)}:${f.lineNumber + 1}` : "";
-    const key = `${f.functionName || "(anonymous)"} ${where}`.trim();
+    const key = keyOf(node.callFrame);
     self.set(key, (self.get(key) ?? 0) + dt);
   }
-  const busy = total - idle;
-  const hot = [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .map(([name, us]) => ({ name, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
+  return { busy: total - idle, total, sorted: [...self.entries()].sort((a, b) => b[1] - a[1]) };
+}
+
+/** Self time per function (name + file + line), most first; `share` is of non-idle time. */
+export function hotFunctions(file: string, top = 20): { busyMs: number; totalMs: number; hot: HotFunction[] } {
+  const { busy, total, sorted } = selfTimes(file, (f) => {
+    const where = f.url ? `${shortUrl(f.url)}:${f.lineNumber + 1}` : "";
+    return `${f.functionName || "(anonymous)"} ${where}`.trim();
+  });
+  const hot = sorted.slice(0, top).map(([name, us]) => ({ name, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
   return { busyMs: busy / 1000, totalMs: total / 1000, hot };
 }
 
@@ -87,23 +92,8 @@ export interface AreaTime {
 
 /** Self time per area of the code (kAreas), most first; `share` is of non-idle time. */
 export function areaTimes(file: string): { busyMs: number; areas: AreaTime[] } {
-  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
-  const byId = new Map<number, ProfileNode>();
-  for (const n of profile.nodes) byId.set(n.id, n);
-  const byArea = new Map<string, number>();
-  let busy = 0;
-  for (let i = 0; i < profile.samples.length; i++) {
-    const node = byId.get(profile.samples[i]!);
-    const dt = profile.timeDeltas[i + 1] ?? 0;
-    if (!node || node.callFrame.functionName === "(idle)") continue;
-    busy += dt;
-    const { functionName, url } = node.callFrame;
-    const area = kAreas.find(([, match]) => match(functionName, url))![0];
-    byArea.set(area, (byArea.get(area) ?? 0) + dt);
-  }
-  const areas = [...byArea.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .map(([area, us]) => ({ area, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
+  const { busy, sorted } = selfTimes(file, (f) => kAreas.find(([, match]) => match(f.functionName, f.url))![0]);
+  const areas = sorted.map(([area, us]) => ({ area, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
   return { busyMs: busy / 1000, areas };
 }
 
