@@ -1,5 +1,4 @@
 // The four ways of running the same per-frame code over the same clips.
-import type { ServerStatus } from "../../src/server/status.js";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
 import type { ClipSummary, FrameResult } from "../../examples/video/lib/analysis.js";
@@ -17,14 +16,23 @@ export interface ApproachOptions {
   meter: ProcessMeter;
 }
 
+export interface ColdStarts {
+  count: number;
+  totalMs: number;
+}
+
+function coldStartsOf(times: readonly number[]): ColdStarts {
+  return { count: times.length, totalMs: times.reduce((a, b) => a + b, 0) };
+}
+
 export interface Approach {
   readonly name: string;
   readonly title: string;
   /** Starts what must run before the first clip; excluded from the measured window. */
   setup(): Promise<void>;
   runClip(clip: DecodedClip): Promise<ClipRun>;
-  /** Cold starts during the workload: one entry (ms) per instance started. */
-  coldStarts(): Promise<number[]>;
+  /** Instances started during the workload, and the time they took in all (ms). */
+  coldStarts(): Promise<ColdStarts>;
   /** What stays up while no clip plays, in words. */
   idleHolds(): string;
   teardown(): Promise<void>;
@@ -63,9 +71,7 @@ export class StreamfnApproach implements Approach {
   readonly title: string;
   #server: Spawned | undefined;
   #url = "";
-  #coldBefore = 0;
-  #seen = new Map<string, number>();
-  #poll: NodeJS.Timeout | undefined;
+  #coldBefore: ColdStarts = { count: 0, totalMs: 0 };
   #runId = Date.now().toString(36);
   /** `inline`: the function runs on the inline tier (the server's own thread) instead of a worker thread. */
   constructor(
@@ -80,10 +86,9 @@ export class StreamfnApproach implements Approach {
     this.#server = await spawnReady(process.execPath, ["dist/src/cli/main.js", "serve", "examples/video/functions", "--port", "0", "--set", `video-analyzer.keepAliveMs=${this.o.keepAliveMs}`, ...(this.tier === "inline" ? ["--set", "video-analyzer.sandbox=inline"] : [])], /listening on (http:\/\/\S+) \(/);
     this.#url = this.#server.match[1]!;
     this.o.meter.track(this.#server.pid, "streamfn server", true);
-    this.#coldBefore = (await this.#status()).coldStarts;
-    // Instances stop after keepAliveMs; watch them while they live to learn their cold-start times.
-    this.#poll = setInterval(() => void this.#status().catch(() => {}), 1000);
-    this.#poll.unref();
+    // Read once before and once after the clips, never during them: a poll while clips play
+    // costs the producers' process (which timestamps every result) more than it costs the server.
+    this.#coldBefore = await this.#coldStartTotals();
   }
 
   async runClip(clip: DecodedClip): Promise<ClipRun> {
@@ -92,12 +97,9 @@ export class StreamfnApproach implements Approach {
     return run;
   }
 
-  async coldStarts(): Promise<number[]> {
-    const { coldStarts } = await this.#status();
-    const times = [...this.#seen.values()];
-    const count = coldStarts - this.#coldBefore;
-    // an instance that came and went between two polls has no time: counted, not timed
-    return Array.from({ length: count }, (_, i) => times[i] ?? NaN);
+  async coldStarts(): Promise<ColdStarts> {
+    const now = await this.#coldStartTotals();
+    return { count: now.count - this.#coldBefore.count, totalMs: now.totalMs - this.#coldBefore.totalMs };
   }
 
   idleHolds(): string {
@@ -105,24 +107,22 @@ export class StreamfnApproach implements Approach {
   }
 
   async teardown(): Promise<void> {
-    clearInterval(this.#poll);
     if (!this.#server) return;
     this.o.meter.retire(this.#server.pid);
     await stopChild(this.#server.child, 10_000);
   }
 
-  async #status(): Promise<{ coldStarts: number }> {
-    const res = await fetch(`${this.#url}/v1/status`);
-    const body = (await res.json()) as ServerStatus;
-    let coldStarts = 0;
-    for (const fn of body.functions) {
-      for (const v of fn.versions) {
-        coldStarts += v.coldStarts;
-        for (const i of v.instances) if (i.coldStartMs !== null) this.#seen.set(String(i.id), i.coldStartMs);
-      }
-    }
-    return { coldStarts };
+  /** The server's cold-start histogram (count and sum) for the video function, from /metrics. */
+  async #coldStartTotals(): Promise<ColdStarts> {
+    const text = await (await fetch(`${this.#url}/metrics`)).text();
+    const read = (suffix: string): number => {
+      const m = new RegExp(`^streamfn_cold_start_duration_seconds_${suffix}\\{function="video-analyzer"\\} (\\S+)$`, "m").exec(text);
+      if (!m) throw new Error(`/metrics has no streamfn_cold_start_duration_seconds_${suffix} for video-analyzer`);
+      return Number(m[1]);
+    };
+    return { count: read("count"), totalMs: read("sum") * 1000 };
   }
+
 }
 
 export class PerEventFaasApproach implements Approach {
@@ -168,8 +168,8 @@ export class PerEventFaasApproach implements Approach {
     return run;
   }
 
-  async coldStarts(): Promise<number[]> {
-    return [...(this.#service?.coldStartMs ?? [])];
+  async coldStarts(): Promise<ColdStarts> {
+    return coldStartsOf(this.#service?.coldStartMs ?? []);
   }
 
   idleHolds(): string {
@@ -216,8 +216,8 @@ export class BatchFaasApproach implements Approach {
     return run;
   }
 
-  async coldStarts(): Promise<number[]> {
-    return [...(this.#service?.coldStartMs ?? [])];
+  async coldStarts(): Promise<ColdStarts> {
+    return coldStartsOf(this.#service?.coldStartMs ?? []);
   }
 
   idleHolds(): string {
@@ -248,8 +248,8 @@ export class StreamJobApproach implements Approach {
     return run;
   }
 
-  async coldStarts(): Promise<number[]> {
-    return [];
+  async coldStarts(): Promise<ColdStarts> {
+    return { count: 0, totalMs: 0 };
   }
 
   idleHolds(): string {

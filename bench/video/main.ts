@@ -155,14 +155,13 @@ async function runApproach(make: (o: ApproachOptions) => Approach, clips: Decode
     else mismatches.push(`${name}: ${sameFrames ? "" : "per-frame results differ; "}${sameSummary ? "" : "summary differs"}`);
   });
   const agg = summarise(clipsOk);
-  const timed = cold.filter((x) => Number.isFinite(x));
   const result: ApproachResult = {
     name: approach.name,
     title: approach.title,
     clips: clipsOk,
     ...agg,
-    coldStarts: cold.length,
-    coldStartMeanMs: timed.length ? timed.reduce((a, b) => a + b, 0) / timed.length : NaN,
+    coldStarts: cold.count,
+    coldStartMeanMs: cold.count ? cold.totalMs / cold.count : NaN,
     cpuS: end.cpuS,
     cpuPerFrameMs: (end.cpuS * 1000) / Math.max(1, agg.frames),
     peakRssMb,
