@@ -53,6 +53,8 @@ function endedError(fn: string, streamId: string, ended: { status?: string; reas
 /** The gateway's mirror of one stream it accepts events for: positions it assigned, outputs it relayed. */
 class ClusterStream implements StreamHandle {
   state: StreamState = "waiting";
+  /** The envelope's text is what is logged for the worker (see #append). */
+  readonly forwardsEnvelopeText = true;
   lastSeq = 0;
   events = 0;
   duplicates = 0;

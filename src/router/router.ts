@@ -267,7 +267,9 @@ export class Router implements StreamTable {
       ? { k: "ev", s: stream.sid, d: data, q, t: preciseNow(), b: 1 }
       : envelopeText !== undefined && stream.options.sandbox !== "inline"
         ? { k: "ev", s: stream.sid, d: envelopeText, q, t: preciseNow(), e: 1 }
-        : { k: "ev", s: stream.sid, d: data, q, t: preciseNow() };
+        : // undefined only when the gateway judged the text without parsing it, which it does
+          // for tiers that forward the text; should the tier have changed meanwhile, parse here.
+          { k: "ev", s: stream.sid, d: data === undefined && envelopeText !== undefined ? (JSON.parse(envelopeText) as { data: unknown }).data : data, q, t: preciseNow() };
     stream.inbox.push(op);
     this.#observer.eventsIn?.(stream, 1);
     if (stream.state === "running") this.#deliver(stream);

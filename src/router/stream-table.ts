@@ -75,7 +75,7 @@ export interface StreamTable {
    * `ProducerFlow`). `data` is a parsed JSON value, or an ArrayBuffer when `binary` (which
    * the table may transfer, detaching it). `bytes` is the event's size on the wire.
    * `envelopeText`, when known, is the envelope's JSON text, which the table may forward in
-   * place of `data`. A `seq` at or below `lastSeq` is a retry: acknowledged, not delivered.
+   * place of `data` (and `data` may then be undefined: see StreamHandle.forwardsEnvelopeText). A `seq` at or below `lastSeq` is a retry: acknowledged, not delivered.
    * Throws:
    * - STREAM_INPUT_ENDED (409): the input already ended; STREAM_ENDED (409) once the stream is done;
    * - EVENT_TOO_LARGE (413): `bytes` exceeds the stream's maxEventBytes;
@@ -173,6 +173,12 @@ export interface StreamHandle {
   readonly retained: readonly RetainedOutput[];
   /** The version's options: the limits (maxEventBytes, inboxLimit, stallTimeoutMs…) the gateway applies. */
   readonly options: Readonly<ResolvedOptions>;
+  /**
+   * true: `push` given an `envelopeText` forwards the text, parsed only where the handler runs,
+   * and never reads `data`; a gateway that has judged the envelope valid without parsing it
+   * may then pass `data` as undefined. false (the inline tier): `push` needs the parsed value.
+   */
+  readonly forwardsEnvelopeText: boolean;
   /** Events accepted that the instance has not been sent yet. */
   readonly queued: number;
   /** Events sent to the instance that its handler has not taken yet. */

@@ -129,6 +129,11 @@ export class Stream implements StreamHandle {
     return this.cold ? this.instance?.coldStartMs : undefined;
   }
 
+  /** Every tier but inline parses the envelope's text where the handler runs. */
+  get forwardsEnvelopeText(): boolean {
+    return this.options.sandbox !== "inline";
+  }
+
   get lastEventTime(): number {
     // lastEventAt is a monotonic stamp (the idle clock); shown as wall-clock time.
     return Date.now() - (performance.now() - this.lastEventAt);
