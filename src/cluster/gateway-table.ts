@@ -476,8 +476,8 @@ export class ClusterStreamTable implements StreamTable {
     s.lastEventTime = Date.now();
     const position = ++s.position;
     // The envelope's text as it came is logged when there is one: the worker hands it to the
-    // instance unparsed, so the event is parsed once in the gateway (to judge it) and once in
-    // the sandbox, never serialised again.
+    // instance unparsed, so the event is parsed only in the sandbox (the gateway judged it by a
+    // scan, or parsed it when the scan was unsure), never serialised again.
     const kind = binary ? "bin" : envelopeText !== undefined ? "env" : "json";
     const body = binary ? new Uint8Array(data as ArrayBuffer) : kEncoder.encode(envelopeText ?? JSON.stringify(data));
     const extra: Record<string, string> = { [kEventKindHeader]: kind, [kEventSeqHeader]: String(s.lastSeq) };
