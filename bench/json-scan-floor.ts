@@ -1,19 +1,15 @@
-// Could the router's thread validate a JSON envelope more cheaply than by parsing it (a scan
-// that builds no objects), leaving the only parse to the instance? A scan has to look at every
-// character at least once; this measures that lower bound (a loop that reads each character
-// and does nothing else) against JSON.parse of the same text. When the bound alone costs
-// as much as the parse, no scan written in JavaScript can win.
+// What a scan that judges a JSON envelope without parsing it (src/gateway/envelope-scan.ts)
+// can save at best: it has to look at every character at least once, so this measures that
+// lower bound (a loop that reads each char of the string, or each byte of the frame, and does
+// nothing else) against JSON.parse of the same text. Where the bound alone costs as much as
+// the parse, no scan written in JavaScript can win.
 //
 //   npm run build && node dist/bench/json-scan-floor.js
 import { jsonPayload } from "./load.js";
+import { median } from "./stats.js";
 
 const kIterations = 100_000;
 const kRuns = 7;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
 
 function nsPer(fn: () => number): number {
   let sink = 0;

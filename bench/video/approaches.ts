@@ -122,7 +122,6 @@ export class StreamfnApproach implements Approach {
     };
     return { count: read("count"), totalMs: read("sum") * 1000 };
   }
-
 }
 
 export class PerEventFaasApproach implements Approach {

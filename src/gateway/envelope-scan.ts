@@ -41,16 +41,17 @@ export function scanEventEnvelope(b: Uint8Array): number {
   i = skipSpace(b, i + 1);
   for (;;) {
     // Keys are matched as their exact bytes; any other spelling goes to the full parse.
-    if (isKey(b, i, "data")) {
+    let end: number;
+    if ((end = afterKey(b, i, "data")) > 0) {
       if (sawData) return kParseIt;
       sawData = true;
-      i = skipSpace(b, i + 6);
+      i = skipSpace(b, end);
       if (b[i] !== COLON) return kParseIt;
       i = scanValue(b, i + 1, 0);
       if (i < 0) return kParseIt;
-    } else if (isKey(b, i, "seq")) {
+    } else if ((end = afterKey(b, i, "seq")) > 0) {
       if (seq !== 0) return kParseIt;
-      i = skipSpace(b, i + 5);
+      i = skipSpace(b, end);
       if (b[i] !== COLON) return kParseIt;
       i = skipSpace(b, i + 1);
       // Only plain digits, at most 15 of them: always a safe integer, read exactly.
@@ -75,10 +76,11 @@ export function scanEventEnvelope(b: Uint8Array): number {
   }
 }
 
-function isKey(b: Uint8Array, i: number, key: string): boolean {
-  if (b[i] !== QUOTE) return false;
-  for (let k = 0; k < key.length; k++) if (b[i + 1 + k] !== key.charCodeAt(k)) return false;
-  return b[i + 1 + key.length] === QUOTE;
+/** Index just past `"key"` written exactly so at `i`, or -1. */
+function afterKey(b: Uint8Array, i: number, key: string): number {
+  if (b[i] !== QUOTE) return -1;
+  for (let k = 0; k < key.length; k++) if (b[i + 1 + k] !== key.charCodeAt(k)) return -1;
+  return b[i + 1 + key.length] === QUOTE ? i + key.length + 2 : -1;
 }
 
 function skipSpace(b: Uint8Array, i: number): number {

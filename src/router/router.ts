@@ -265,11 +265,9 @@ export class Router implements StreamTable {
     stream.lastEventAt = performance.now();
     const op: EventOp = binary
       ? { k: "ev", s: stream.sid, d: data, q, t: preciseNow(), b: 1 }
-      : envelopeText !== undefined && stream.options.sandbox !== "inline"
+      : envelopeText !== undefined && stream.forwardsEnvelopeText
         ? { k: "ev", s: stream.sid, d: envelopeText, q, t: preciseNow(), e: 1 }
-        : // undefined only when the gateway judged the text without parsing it, which it does
-          // for tiers that forward the text; should the tier have changed meanwhile, parse here.
-          { k: "ev", s: stream.sid, d: data === undefined && envelopeText !== undefined ? (JSON.parse(envelopeText) as { data: unknown }).data : data, q, t: preciseNow() };
+        : { k: "ev", s: stream.sid, d: data, q, t: preciseNow() };
     stream.inbox.push(op);
     this.#observer.eventsIn?.(stream, 1);
     if (stream.state === "running") this.#deliver(stream);

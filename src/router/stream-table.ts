@@ -75,7 +75,8 @@ export interface StreamTable {
    * `ProducerFlow`). `data` is a parsed JSON value, or an ArrayBuffer when `binary` (which
    * the table may transfer, detaching it). `bytes` is the event's size on the wire.
    * `envelopeText`, when known, is the envelope's JSON text, which the table may forward in
-   * place of `data` (and `data` may then be undefined: see StreamHandle.forwardsEnvelopeText). A `seq` at or below `lastSeq` is a retry: acknowledged, not delivered.
+   * place of `data` (and `data` may then be undefined: see StreamHandle.forwardsEnvelopeText).
+   * A `seq` at or below `lastSeq` is a retry: acknowledged, not delivered.
    * Throws:
    * - STREAM_INPUT_ENDED (409): the input already ended; STREAM_ENDED (409) once the stream is done;
    * - EVENT_TOO_LARGE (413): `bytes` exceeds the stream's maxEventBytes;
