@@ -3,6 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
+import type { OutputSink } from "../src/router/stream-table.js";
+import { eventually } from "./helpers/server.js";
 
 // Outputs are serialized in the instance; output credits travel lazily with other traffic.
 
@@ -158,5 +160,20 @@ describe("the hot path", () => {
     c.end();
     const end = await c.waitEnd();
     assert.equal(end.outputs, 300);
+  });
+  it("flushes a closing stream's sinks after its last output and before its end record", async () => {
+    // A sink that holds writes back for the turn (the WebSocket one) must let the handler's
+    // last outputs go before the bookkeeping of the stream's end, not after it.
+    const calls: string[] = [];
+    const sink: OutputSink = {
+      output: (n) => void calls.push(`out ${n}`),
+      flush: () => void calls.push("flush"),
+      end: (record) => void calls.push(`end ${record.status}`),
+    };
+    const table = t.server.table;
+    const s = await table.open("burst", "flush-order", sink);
+    table.pushBatch(s, [{ data: 3, seq: undefined, binary: false, bytes: 1 }], true);
+    await eventually(() => calls.some((c) => c.startsWith("end")), 5_000, "the stream to end");
+    assert.deepEqual(calls, ["out 1", "out 2", "out 3", "flush", "end completed"]);
   });
 });

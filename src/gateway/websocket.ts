@@ -330,15 +330,24 @@ class WebSocketSink implements OutputSink {
     ws.send(text);
   }
 
+  flush(): void {
+    this.#uncork();
+  }
+
   #cork(): void {
     if (this.#corked) return;
     this.#corked = true;
     this.socket.cork();
-    process.nextTick(() => {
-      this.#corked = false;
-      this.socket.uncork();
-    });
+    process.nextTick(this.#uncork);
   }
+
+  // After a flush() the turn's tick finds nothing corked, or uncorks a later cork early:
+  // every cork() still gets exactly one uncork().
+  readonly #uncork = (): void => {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.socket.uncork();
+  };
 }
 
 /** An ArrayBuffer holding exactly the frame's bytes, which is safe to transfer to an instance. */

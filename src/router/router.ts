@@ -533,6 +533,10 @@ export class Router implements StreamTable {
 
   #close(stream: Stream, error: ErrorRecord | undefined, remember = true): void {
     if (stream.state === "done") return;
+    // The handler's last outputs (often the one its producer waits for: a summary) are still
+    // corked for this turn; the end's bookkeeping below and the end record can take a fraction
+    // of a millisecond on a core that sat idle, and they need not go first.
+    for (const sink of stream.sinks) sink.flush?.();
     const wasWaiting = stream.state === "waiting";
     stream.state = "done";
     stream.clearTimers();

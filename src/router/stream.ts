@@ -27,6 +27,12 @@ export interface EndRecord {
 export interface OutputSink {
   output(n: number, json: string | undefined, bytes: Uint8Array | undefined): void;
   end(record: EndRecord): void;
+  /**
+   * Writes now whatever the sink holds back to coalesce writes (a socket corked for the turn).
+   * The router calls it when the stream closes, before the bookkeeping of its end, so the
+   * handler's last outputs do not wait for that.
+   */
+  flush?(): void;
   /** True while the sink's socket has too much unsent data: the stream's handler is then held. */
   backedUp?(): boolean;
   /** Calls `cb` once when a backed-up sink can take more. */
