@@ -4,11 +4,15 @@
 // the real parser over hand-picked edge cases and a seeded stream of mutated envelopes, then
 // end to end over a WebSocket on the thread tier (where the scan is used) and the inline tier.
 import { strict as assert } from "node:assert";
+import { writeFile } from "node:fs/promises";
+import { request } from "node:http";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parseEnvelope } from "../src/gateway/envelope.js";
 import { kParseIt, scanEventEnvelope } from "../src/gateway/envelope-scan.js";
-import { startTestServer } from "./helpers/server.js";
+import { eventually, startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
+import { call, NdjsonStream, SseClient } from "./helpers/http-client.js";
 import { StreamClient } from "./helpers/ws-client.js";
 
 /** What the full path makes of the text: the seq (0: none), or undefined when it refuses it or it is an end. */
@@ -122,7 +126,7 @@ export default defineStreamFunction({
 });`;
 
 for (const tier of ["thread", "inline"] as const) {
-  describe(`WebSocket envelopes on the ${tier} tier`, () => {
+  describe(`envelopes over WebSocket, NDJSON and HTTP batches on the ${tier} tier`, () => {
     let t: TestServer;
     before(async () => {
       t = await startTestServer({ "echo.ts": echo(tier) });
@@ -153,5 +157,106 @@ for (const tier of ["thread", "inline"] as const) {
       assert.deepEqual(errors, ["INVALID_JSON", "INVALID_SEQ", "INVALID_ENVELOPE"]);
       assert.equal(end.events, 4);
     });
+
+    it("does the same for a streamed NDJSON body, naming each bad line", async () => {
+      const nd = new NdjsonStream(`${t.url}/v1/functions/echo/streams/nd-${tier}`);
+      await nd.write(
+        '{"data":{"a":[1,"x"]}}',
+        '{"data":"two","seq":5}',
+        '{"data":"retry","seq":5}',
+        '{"d\\u0061ta":"escaped key","seq":6}',
+        '{"data":[1,]}',
+        '{"data":1,"seq":0}',
+        '{"data":1,"extra":2}',
+        ' { "seq" : 7 , "data" : null } \r',
+      );
+      nd.end();
+      const end = await nd.waitEnd();
+      assert.equal(end.status, "completed");
+      assert.deepEqual(nd.outputs(), [
+        { e: { a: [1, "x"] }, seq: 1 },
+        { e: "two", seq: 5 },
+        { e: "escaped key", seq: 6 },
+        { e: null, seq: 7 },
+      ]);
+      const errors = nd.records.filter((r) => r.type === "error").map((r) => `${r.code} line ${r.line}`);
+      assert.deepEqual(errors, ["INVALID_JSON line 5", "INVALID_SEQ line 6", "INVALID_ENVELOPE line 7"]);
+      assert.equal(end.events, 4);
+    });
+
+    it("judges posted batches whole, scanned or parsed, and takes nothing of a batch with a bad line", async () => {
+      const url = `${t.url}/v1/functions/echo/streams/batch-${tier}`;
+      const post = (type: string, body: string) => call(`${url}/events`, { method: "POST", headers: { "content-type": type }, body });
+      const ok = await post("application/x-ndjson", '{"data":{"a":[1,"x"]}}\n{"d\\u0061ta":"escaped key","seq":6}\n{"seq":7,"data":"seven"}\n');
+      assert.deepEqual(ok.body, { accepted: 3, duplicates: 0, lastSeq: 7 });
+      const bad = await post("application/x-ndjson", '{"data":"eight","seq":8}\n{"data":[1,]}\n');
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.error?.code, "INVALID_JSON");
+      assert.match(bad.body.error!.message, /^line 2: .*nothing of this batch was taken/);
+      const retry = await post("application/x-ndjson", '{"data":"again","seq":7}\n{"data":"eight","seq":8}\n');
+      assert.deepEqual(retry.body, { accepted: 1, duplicates: 1, lastSeq: 8 });
+      const one = await post("application/json", '{"data":{"n":9},"seq":9}');
+      assert.deepEqual(one.body, { accepted: 1, duplicates: 0, lastSeq: 9 });
+      const badOne = await post("application/json", '{"data":1,"seq":1.5}');
+      assert.equal(badOne.body.error?.code, "INVALID_SEQ");
+      assert.equal((await call(`${url}/end`, { method: "POST" })).status, 202);
+      const sse = new SseClient(`${url}/outputs`);
+      await sse.waitEnd();
+      assert.deepEqual(
+        sse.outputs().map((r) => r.data),
+        [
+          { e: { a: [1, "x"] }, seq: 1 },
+          { e: "escaped key", seq: 6 },
+          { e: "seven", seq: 7 },
+          { e: "eight", seq: 8 },
+          { e: { n: 9 }, seq: 9 },
+        ],
+      );
+    });
   });
 }
+
+describe("a batch posted across a redeploy from the thread tier to the inline tier", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ "flip.ts": echo("thread") }, { watch: true });
+  });
+  after(() => t.close());
+
+  const version = async (): Promise<string | undefined> => {
+    const status = (await (await fetch(`${t.url}/v1/status`)).json()) as { functions: { name: string; version: string }[] };
+    return status.functions.find((f) => f.name === "flip")?.version;
+  };
+
+  it("still hands the handler the values: the scan judged the body for a tier that no longer takes text", async () => {
+    const url = `${t.url}/v1/functions/flip/streams/across`;
+    const req = request(`${url}/events`, { method: "POST", headers: { "content-type": "application/x-ndjson" } });
+    const answer = new Promise<{ status: number | undefined; body: unknown }>((resolve, reject) => {
+      req.on("response", (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
+      });
+      req.on("error", reject);
+    });
+    // The first line is sent while the function is on the thread tier: the request is judged
+    // for that tier, and the stream opens once the body is complete.
+    req.write('{"data":"one","seq":1}\n');
+    const before = await version();
+    await writeFile(join(t.dir, "flip.ts"), echo("inline"));
+    await eventually(async () => ((await version()) !== before ? true : undefined), 15_000, "the inline version to be deployed");
+    req.end('{"data":{"two":2},"seq":2}\n');
+    assert.deepEqual(await answer, { status: 202, body: { accepted: 2, duplicates: 0, lastSeq: 2 } });
+    assert.equal((await call(`${url}/end`, { method: "POST" })).status, 202);
+    const sse = new SseClient(`${url}/outputs`);
+    await sse.waitEnd();
+    assert.deepEqual(
+      sse.outputs().map((r) => r.data),
+      [
+        { e: "one", seq: 1 },
+        { e: { two: 2 }, seq: 2 },
+      ],
+    );
+  });
+});

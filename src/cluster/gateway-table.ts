@@ -197,6 +197,11 @@ export class ClusterStreamTable implements StreamTable {
     return this.#catalog.get(fn)?.options;
   }
 
+  /** Workers parse every event where the handler runs, whatever its tier (see ClusterStream). */
+  forwardsEnvelopeText(): boolean {
+    return true;
+  }
+
   get(fn: string, streamId: string): StreamHandle | undefined {
     return this.#live.get(`${fn}\n${streamId}`);
   }

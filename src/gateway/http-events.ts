@@ -5,6 +5,7 @@ import type { BatchEvent, StreamTable } from "../router/stream-table.js";
 import { callerOf } from "../auth/authorizer.js";
 import { rateLimitedError } from "../auth/rate-limits.js";
 import type { StreamLease } from "../auth/rate-limits.js";
+import { kParseIt, scanEventEnvelope } from "./envelope-scan.js";
 import { parseEnvelope } from "./envelope.js";
 import { mediaType, readBody, sendJson } from "./http-util.js";
 import { LineReader } from "./ndjson.js";
@@ -48,7 +49,9 @@ export async function postEvents(
   const options = table.get(functionName, streamId)?.options ?? table.limits(functionName);
   if (!options) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
 
-  const batch = await readBatch(req, res, type, options, functionName);
+  // Events are judged by a scan, not parsed, when the stream parses them where its handler runs.
+  const scan = table.get(functionName, streamId)?.forwardsEnvelopeText ?? table.forwardsEnvelopeText(functionName);
+  const batch = await readBatch(req, res, type, options, functionName, scan);
 
   if (!table.get(functionName, streamId)) {
     const ended = table.ended(functionName, streamId);
@@ -85,6 +88,15 @@ export async function postEvents(
     throw err;
   }
   lease?.bind(stream, table);
+  // A redeploy while the body was read may have put the stream on the inline tier, which
+  // needs the values: a scanned event (the one kind with no data) is parsed now.
+  if (scan && !stream.forwardsEnvelopeText) {
+    for (const e of batch.events) {
+      if (e.binary || e.data !== undefined) continue;
+      const env = parseEnvelope(e.text!);
+      if (!env.end) e.data = env.data;
+    }
+  }
   // All or nothing, judged by the table: refused whole (INBOX_FULL, STREAM_INPUT_ENDED…) or taken.
   const result = table.pushBatch(stream, batch.events, batch.end);
   const body: Record<string, unknown> = { accepted: result.accepted, duplicates: result.duplicates, lastSeq: result.lastSeq };
@@ -126,6 +138,7 @@ async function readBatch(
   type: string,
   options: ResolvedOptions,
   functionName: string,
+  scan: boolean,
 ): Promise<Batch> {
   const tooLarge = (bytes: number): StreamfnError =>
     new StreamfnError(
@@ -142,6 +155,8 @@ async function readBatch(
   if (type === "application/json") {
     const body = await readBody(req, res, options.maxEventBytes, tooLarge);
     const text = body.toString("utf8");
+    const seq = scan ? scanEventEnvelope(body) : kParseIt;
+    if (seq !== kParseIt) return { events: [{ data: undefined, seq: seq === 0 ? undefined : seq, binary: false, bytes: body.byteLength, text }], end: false };
     const env = parseEnvelope(text);
     if (env.end) return { events: [], end: true };
     // The text goes to the instance, not the parsed data: a value nested thousands deep parses
@@ -163,11 +178,16 @@ async function readBatch(
     return new StreamfnError(e.code, `line ${lineNo}: ${e.message}; nothing of this batch was taken`);
   };
   const reader = new LineReader(options.maxEventBytes, {
-    line(text, bytes, lineNo) {
+    line(text, bytes, lineNo, raw) {
       if (problem) return;
       try {
         if (batch.end) {
           throw new StreamfnError("INVALID_ENVELOPE", `an event follows {"end": true}`);
+        }
+        const seq = scan ? scanEventEnvelope(raw) : kParseIt;
+        if (seq !== kParseIt) {
+          batch.events.push({ data: undefined, seq: seq === 0 ? undefined : seq, binary: false, bytes, text });
+          return;
         }
         const env = parseEnvelope(text);
         if (env.end) batch.end = true;

@@ -4,6 +4,7 @@ import type { ErrorRecord } from "../api/errors.js";
 import type { EndRecord, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { callerOf } from "../auth/authorizer.js";
 import type { ClientLimits } from "../auth/rate-limits.js";
+import { kParseIt, scanEventEnvelope } from "./envelope-scan.js";
 import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { Envelope } from "./envelope.js";
 import { LineReader } from "./ndjson.js";
@@ -152,7 +153,8 @@ class NdjsonSession implements LineHandler {
     if (this.#reader.resume()) this.#req.resume();
   }
 
-  line(text: string, bytes: number, lineNo: number): void {
+  /** `raw` is absent for a line that waited on the rate limit: it takes the parse path. */
+  line(text: string, bytes: number, lineNo: number, raw?: Uint8Array): void {
     const stream = this.#stream;
     if (stream.state === "done" || this.#gone) return;
     if (this.#limits) {
@@ -176,6 +178,14 @@ class NdjsonSession implements LineHandler {
     }
     let env: Envelope | undefined;
     try {
+      if (raw !== undefined && stream.forwardsEnvelopeText) {
+        // Judged without being parsed, as over WebSocket: parsed once, where the handler runs.
+        const seq = scanEventEnvelope(raw);
+        if (seq !== kParseIt) {
+          this.#table.push(stream, undefined, seq === 0 ? undefined : seq, false, bytes, text);
+          return;
+        }
+      }
       env = parseEnvelope(text);
       if (env.end) this.#table.endInput(stream, "end");
       // The line's text goes to the instance (as over WebSocket), never the parsed value: see postEvents.

@@ -1,7 +1,10 @@
 /** What a LineReader hands out. */
 export interface LineHandler {
-  /** One complete line, without its `\n` (and `\r`). `bytes` is its UTF-8 length; `lineNo` counts from 1. */
-  line(text: string, bytes: number, lineNo: number): void;
+  /**
+   * One complete line, without its `\n` (and `\r`). `bytes` is its UTF-8 length; `lineNo`
+   * counts from 1; `raw` is the line's bytes, a view valid only during the call.
+   */
+  line(text: string, bytes: number, lineNo: number, raw: Uint8Array): void;
   /** A line longer than the limit. Its bytes were counted, never kept. */
   tooLong(bytes: number, lineNo: number): void;
   /** Input ended and every line was handed out. */
@@ -161,6 +164,6 @@ export class LineReader {
       this.#handler.tooLong(bytes, lineNo);
       return;
     }
-    this.#handler.line(buf.toString("utf8", start, end), bytes, lineNo);
+    this.#handler.line(buf.toString("utf8", start, end), bytes, lineNo, buf.subarray(start, end));
   }
 }

@@ -7,7 +7,7 @@ import type { FunctionPool } from "../instances/pool.js";
 import { preciseNow } from "../runtime/clock.js";
 import { EndedStreams } from "./ended-streams.js";
 import type { EndedStream } from "./ended-streams.js";
-import { Stream, streamKey as keyOf } from "./stream.js";
+import { forwardsEnvelopeText, Stream, streamKey as keyOf } from "./stream.js";
 import type { StreamLogEntry } from "./stream-log.js";
 import type { CloseReason, EndRecord, OutputSink, ProducerFlow } from "./stream.js";
 import type { BatchEvent, BatchResult, PushResult, StreamTable } from "./stream-table.js";
@@ -105,6 +105,11 @@ export class Router implements StreamTable {
 
   limits(functionName: string): Readonly<ResolvedOptions> | undefined {
     return this.#catalog.current(functionName)?.options;
+  }
+
+  forwardsEnvelopeText(functionName: string): boolean {
+    const options = this.limits(functionName);
+    return options !== undefined && forwardsEnvelopeText(options);
   }
 
   get(functionName: string, streamId: string): Stream | undefined {

@@ -142,6 +142,13 @@ export interface StreamTable {
    * when it has none: what the gateway checks a request against before a stream exists.
    */
   limits(functionName: string): Readonly<ResolvedOptions> | undefined;
+
+  /**
+   * What StreamHandle.forwardsEnvelopeText would be for a stream of the function opened now:
+   * for input judged before its stream exists (an HTTP batch that opens it). The stream's own
+   * answer decides once it exists (a redeploy in between may change it).
+   */
+  forwardsEnvelopeText(functionName: string): boolean;
 }
 
 /**

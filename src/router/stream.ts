@@ -49,6 +49,11 @@ export interface ProducerFlow {
 
 export type RetainedOutput = { n: number; json: string; bytes?: undefined } | { n: number; bytes: Uint8Array; json?: undefined };
 
+/** Every tier but inline parses the envelope's text where the handler runs. */
+export function forwardsEnvelopeText(options: Readonly<ResolvedOptions>): boolean {
+  return options.sandbox !== "inline";
+}
+
 /** The stream table's key of (function, streamId). */
 export function streamKey(functionName: string, streamId: string): string {
   return `${functionName}\n${streamId}`;
@@ -135,9 +140,8 @@ export class Stream implements StreamHandle {
     return this.cold ? this.instance?.coldStartMs : undefined;
   }
 
-  /** Every tier but inline parses the envelope's text where the handler runs. */
   get forwardsEnvelopeText(): boolean {
-    return this.options.sandbox !== "inline";
+    return forwardsEnvelopeText(this.options);
   }
 
   get lastEventTime(): number {
