@@ -5,14 +5,14 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { jsonPayload } from "./load.js";
 import { median } from "./stats.js";
-import { kRepoRoot } from "./video/services.js";
 
 const { values } = parseArgs({
   options: {
-    root: { type: "string", default: kRepoRoot },
+    root: { type: "string", default: fileURLToPath(new URL("../../", import.meta.url)) },
     function: { type: "string", default: "echo" },
     rounds: { type: "string", default: "5" },
   },

@@ -1,10 +1,9 @@
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
-import { startTestServer } from "./helpers/server.js";
+import type { OutputSink } from "../src/router/stream-table.js";
+import { eventually, startTestServer } from "./helpers/server.js";
 import type { TestServer } from "./helpers/server.js";
 import { StreamClient } from "./helpers/ws-client.js";
-import type { OutputSink } from "../src/router/stream-table.js";
-import { eventually } from "./helpers/server.js";
 
 // Outputs are serialized in the instance; output credits travel lazily with other traffic.
 
@@ -161,6 +160,7 @@ describe("the hot path", () => {
     const end = await c.waitEnd();
     assert.equal(end.outputs, 300);
   });
+
   it("flushes a closing stream's sinks after its last output and before its end record", async () => {
     // A sink that holds writes back for the turn (the WebSocket one) must let the handler's
     // last outputs go before the bookkeeping of the stream's end, not after it.

@@ -1,3 +1,5 @@
+import type { StreamHandle, StreamTable } from "../router/stream-table.js";
+
 /**
  * Judges an event envelope's bytes without building anything: for a table that forwards the
  * envelope's text to be parsed where the handler runs (a thread-tier instance, a cluster
@@ -190,4 +192,17 @@ function scanNumber(b: Uint8Array, i: number): number {
     while (c !== undefined && c >= ZERO && c <= NINE);
   }
   return i;
+}
+
+/**
+ * Pushes a JSON event judged by the scan alone (its text goes on; `data` stays undefined), for
+ * a stream that forwards the envelope's text. Returns false when the caller must parse the
+ * text itself: the stream needs the value (the inline tier), or the scan was unsure.
+ */
+export function pushScanned(table: StreamTable, stream: StreamHandle, raw: Uint8Array, bytes: number, text: string): boolean {
+  if (!stream.forwardsEnvelopeText) return false;
+  const seq = scanEventEnvelope(raw);
+  if (seq === kParseIt) return false;
+  table.push(stream, undefined, seq === 0 ? undefined : seq, false, bytes, text);
+  return true;
 }

@@ -46,11 +46,12 @@ export async function postEvents(
       `events are posted as ${kEventMediaTypes.join(", ")}; got ${type === "" ? "no content-type" : type}`,
     );
   }
-  const options = table.get(functionName, streamId)?.options ?? table.limits(functionName);
+  const live = table.get(functionName, streamId);
+  const options = live?.options ?? table.limits(functionName);
   if (!options) throw new StreamfnError("FUNCTION_NOT_FOUND", `no function named "${functionName}"`);
 
   // Events are judged by a scan, not parsed, when the stream parses them where its handler runs.
-  const scan = table.get(functionName, streamId)?.forwardsEnvelopeText ?? table.forwardsEnvelopeText(functionName);
+  const scan = live?.forwardsEnvelopeText ?? table.forwardsEnvelopeText(functionName);
   const batch = await readBatch(req, res, type, options, functionName, scan);
 
   if (!table.get(functionName, streamId)) {
@@ -140,6 +141,11 @@ async function readBatch(
   functionName: string,
   scan: boolean,
 ): Promise<Batch> {
+  /** The event as the scan judged it, or undefined when its text must be parsed. */
+  const scanned = (raw: Uint8Array, bytes: number, text: string): BatchEvent | undefined => {
+    const seq = scan ? scanEventEnvelope(raw) : kParseIt;
+    return seq === kParseIt ? undefined : { data: undefined, seq: seq === 0 ? undefined : seq, binary: false, bytes, text };
+  };
   const tooLarge = (bytes: number): StreamfnError =>
     new StreamfnError(
       "EVENT_TOO_LARGE",
@@ -155,8 +161,8 @@ async function readBatch(
   if (type === "application/json") {
     const body = await readBody(req, res, options.maxEventBytes, tooLarge);
     const text = body.toString("utf8");
-    const seq = scan ? scanEventEnvelope(body) : kParseIt;
-    if (seq !== kParseIt) return { events: [{ data: undefined, seq: seq === 0 ? undefined : seq, binary: false, bytes: body.byteLength, text }], end: false };
+    const event = scanned(body, body.byteLength, text);
+    if (event) return { events: [event], end: false };
     const env = parseEnvelope(text);
     if (env.end) return { events: [], end: true };
     // The text goes to the instance, not the parsed data: a value nested thousands deep parses
@@ -184,9 +190,9 @@ async function readBatch(
         if (batch.end) {
           throw new StreamfnError("INVALID_ENVELOPE", `an event follows {"end": true}`);
         }
-        const seq = scan ? scanEventEnvelope(raw) : kParseIt;
-        if (seq !== kParseIt) {
-          batch.events.push({ data: undefined, seq: seq === 0 ? undefined : seq, binary: false, bytes, text });
+        const event = scanned(raw, bytes, text);
+        if (event) {
+          batch.events.push(event);
           return;
         }
         const env = parseEnvelope(text);

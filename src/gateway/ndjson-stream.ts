@@ -4,7 +4,7 @@ import type { ErrorRecord } from "../api/errors.js";
 import type { EndRecord, StreamHandle, StreamTable } from "../router/stream-table.js";
 import { callerOf } from "../auth/authorizer.js";
 import type { ClientLimits } from "../auth/rate-limits.js";
-import { kParseIt, scanEventEnvelope } from "./envelope-scan.js";
+import { pushScanned } from "./envelope-scan.js";
 import { parseEnvelope, seqAsSent } from "./envelope.js";
 import type { Envelope } from "./envelope.js";
 import { LineReader } from "./ndjson.js";
@@ -178,14 +178,8 @@ class NdjsonSession implements LineHandler {
     }
     let env: Envelope | undefined;
     try {
-      if (raw !== undefined && stream.forwardsEnvelopeText) {
-        // Judged without being parsed, as over WebSocket: parsed once, where the handler runs.
-        const seq = scanEventEnvelope(raw);
-        if (seq !== kParseIt) {
-          this.#table.push(stream, undefined, seq === 0 ? undefined : seq, false, bytes, text);
-          return;
-        }
-      }
+      // As over WebSocket: judged without being parsed where it can be.
+      if (raw !== undefined && pushScanned(this.#table, stream, raw, bytes, text)) return;
       env = parseEnvelope(text);
       if (env.end) this.#table.endInput(stream, "end");
       // The line's text goes to the instance (as over WebSocket), never the parsed value: see postEvents.

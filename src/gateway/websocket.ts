@@ -12,7 +12,7 @@ import { callerOf } from "../auth/authorizer.js";
 import type { ClientLimits, StreamLease } from "../auth/rate-limits.js";
 
 import { parseEnvelope, seqAsSent } from "./envelope.js";
-import { kParseIt, scanEventEnvelope } from "./envelope-scan.js";
+import { pushScanned } from "./envelope-scan.js";
 import type { StreamRoute } from "./routes.js";
 
 /** Unsent bytes on a socket above which the stream's handler is held (output backpressure). */
@@ -198,14 +198,8 @@ export class WebSocketGateway {
           );
         }
         const text = data.toString("utf8");
-        if (stream.forwardsEnvelopeText) {
-          // Judged without being parsed: it is parsed once, where the handler runs.
-          const seq = scanEventEnvelope(data);
-          if (seq !== kParseIt) {
-            table.push(stream, undefined, seq === 0 ? undefined : seq, false, data.byteLength, text);
-            return;
-          }
-        }
+        // Judged without being parsed where it can be: it is parsed once, where the handler runs.
+        if (pushScanned(table, stream, data, data.byteLength, text)) return;
         const env = parseEnvelope(text);
         if (env.end) table.endInput(stream, "end");
         else table.push(stream, env.data, env.seq, false, data.byteLength, text);
